@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"github.com/tandemdb/tandem/proxy"
+)
+
+// proxyOptions are the flags of `tandem proxy`, shared with `tandem demo`.
+type proxyOptions struct {
+	listen          string        // required; default 127.0.0.1:27018
+	upstream        string        // required for `tandem proxy`
+	admin           string        // optional; "" disables the admin listener
+	tlsCert         string        // optional; with tlsKey, serve TLS
+	tlsKey          string        // optional
+	maxConns        int           // default 10000; 0 means no limit
+	idleTimeout     time.Duration // default 30m; 0 disables
+	dialTimeout     time.Duration // default 5s
+	shutdownTimeout time.Duration // default 30s
+}
+
+func (o *proxyOptions) addFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&o.listen, "listen", "127.0.0.1:27018", "address applications connect to (host:port)")
+	f.StringVar(&o.admin, "admin", "127.0.0.1:9090", "admin HTTP listener for /metrics and /healthz (empty to disable)")
+	f.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate file: serve TLS on --listen (needs --tls-key)")
+	f.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file for --tls-cert")
+	f.IntVar(&o.maxConns, "max-conns", 10000, "maximum open client connections (0: no limit)")
+	f.DurationVar(&o.idleTimeout, "idle-timeout", 30*time.Minute, "close a client connection idle this long (0: never)")
+	f.DurationVar(&o.dialTimeout, "upstream-dial-timeout", 5*time.Second, "how long connecting to the upstream may take before the client gets an error")
+	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long to wait for in-flight requests before closing connections")
+}
+
+func (o *proxyOptions) validate() error {
+	if err := checkHostPort("--listen", o.listen); err != nil {
+		return err
+	}
+	if o.admin != "" {
+		if err := checkHostPort("--admin", o.admin); err != nil {
+			return err
+		}
+	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return usagef("--tls-cert and --tls-key must be given together")
+	}
+	switch {
+	case o.maxConns < 0:
+		return usagef("--max-conns %d: must be 0 or more", o.maxConns)
+	case o.idleTimeout < 0:
+		return usagef("--idle-timeout %s: must be 0 or more", o.idleTimeout)
+	case o.dialTimeout <= 0:
+		return usagef("--upstream-dial-timeout %s: must be more than 0", o.dialTimeout)
+	case o.shutdownTimeout < 0:
+		return usagef("--shutdown-timeout %s: must be 0 or more", o.shutdownTimeout)
+	}
+	return nil
+}
+
+func checkHostPort(flag, addr string) error {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return usagef("%s %q: want host:port: %v", flag, addr, err)
+	}
+	return nil
+}
+
+// stack is a running proxy with its upstream monitor and admin listener.
+type stack struct {
+	log      *slog.Logger
+	upstream *proxy.Upstream
+	server   *proxy.Server
+	admin    *http.Server
+	adminLn  net.Listener
+	proxyLn  net.Listener
+	serveErr chan error
+	opts     proxyOptions
+}
+
+// startStack starts the proxy described by opts in front of upstreamURI.
+func startStack(opts proxyOptions, upstreamURI string, log *slog.Logger) (*stack, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := proxy.NewMetrics(reg)
+
+	up, err := proxy.NewUpstream(upstreamURI, proxy.WithDialTimeout(opts.dialTimeout), proxy.WithUpstreamLogger(log))
+	if err != nil {
+		return nil, usageError{err}
+	}
+	serverOpts := []proxy.Option{
+		proxy.WithLogger(log), proxy.WithMetrics(metrics),
+		proxy.WithMaxConns(opts.maxConns), proxy.WithIdleTimeout(opts.idleTimeout),
+	}
+	if opts.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(opts.tlsCert, opts.tlsKey)
+		if err != nil {
+			up.Close(context.Background())
+			return nil, usagef("--tls-cert %s / --tls-key %s: %v", opts.tlsCert, opts.tlsKey, err)
+		}
+		serverOpts = append(serverOpts, proxy.WithTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
+	}
+	s := &stack{log: log, upstream: up, server: proxy.NewServer(up, serverOpts...), serveErr: make(chan error, 2), opts: opts}
+
+	s.proxyLn, err = net.Listen("tcp", opts.listen)
+	if err != nil {
+		up.Close(context.Background())
+		return nil, fmt.Errorf("listening on --listen %s: %w", opts.listen, err)
+	}
+	if opts.admin != "" {
+		s.adminLn, err = net.Listen("tcp", opts.admin)
+		if err != nil {
+			s.proxyLn.Close()
+			up.Close(context.Background())
+			return nil, fmt.Errorf("listening on --admin %s: %w", opts.admin, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		mux.HandleFunc("GET /healthz", s.healthz)
+		s.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := s.admin.Serve(s.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.serveErr <- fmt.Errorf("admin listener: %w", err)
+			}
+		}()
+		log.Info("admin listening", "url", s.adminURL())
+	}
+	go func() {
+		if err := s.server.Serve(s.proxyLn); err != nil && !errors.Is(err, proxy.ErrServerClosed) {
+			s.serveErr <- err
+		}
+	}()
+	return s, nil
+}
+
+// healthz answers 200 when the proxy accepts connections and knows an upstream server to pin
+// them to, 503 with the reason otherwise.
+func (s *stack) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if err := s.upstream.Healthy(); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "unhealthy: %v\n", err)
+		return
+	}
+	target, _ := s.upstream.Target()
+	fmt.Fprintf(w, "ok: upstream %s\n", target)
+}
+
+// proxyURI is the connection string applications use.
+func (s *stack) proxyURI() string {
+	uri := "mongodb://" + s.proxyLn.Addr().String() + "/"
+	if s.opts.tlsCert != "" {
+		uri += "?tls=true"
+	}
+	return uri
+}
+
+func (s *stack) adminURL() string {
+	if s.adminLn == nil {
+		return ""
+	}
+	return "http://" + s.adminLn.Addr().String()
+}
+
+// wait blocks until ctx ends or a listener fails, then shuts everything down.
+func (s *stack) wait(ctx context.Context) error {
+	var err error
+	select {
+	case <-ctx.Done():
+		s.log.Info("shutting down", "timeout", s.opts.shutdownTimeout)
+	case err = <-s.serveErr:
+		s.log.Error("listener failed; shutting down", "err", err)
+	}
+	return errors.Join(err, s.shutdown())
+}
+
+func (s *stack) shutdown() error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.shutdownTimeout)
+	defer cancel()
+	var errs []error
+	if err := s.server.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("draining client connections: %w", err))
+	}
+	if s.admin != nil {
+		if err := s.admin.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stopping admin listener: %w", err))
+		}
+	}
+	if err := s.upstream.Close(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("stopping upstream monitor: %w", err))
+	}
+	return errors.Join(errs...)
+}

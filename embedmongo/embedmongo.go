@@ -1,0 +1,126 @@
+// Package embedmongo runs FerretDB (v1.24, SQLite backend) inside the current process: the
+// MongoDB that tandem's tests and its demo use, with nothing to install. It is not a production
+// store: FerretDB lacks change streams, transactions, $lookup and text indexes.
+package embedmongo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+)
+
+// Options configure an embedded server. The zero value is valid.
+type Options struct {
+	// Dir holds the SQLite files. Optional; default: a new temporary folder removed by Stop.
+	Dir string
+	// Addr is the TCP address to listen on. Optional; default "127.0.0.1:0" (any free port).
+	Addr string
+	// Logger receives FerretDB's own logs. Optional; default: discarded.
+	Logger *slog.Logger
+	// TLSCertFile and TLSKeyFile, when both set, make the server listen with TLS instead of
+	// plain TCP. Optional.
+	TLSCertFile, TLSKeyFile string
+}
+
+// Server is a running embedded FerretDB.
+type Server struct {
+	uri     string
+	dir     string
+	tempDir bool
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// Start starts FerretDB and returns once it accepts connections.
+func Start(ctx context.Context, opts Options) (*Server, error) {
+	s := &Server{dir: opts.Dir}
+	if s.dir == "" {
+		d, err := os.MkdirTemp("", "tandem-ferretdb-")
+		if err != nil {
+			return nil, fmt.Errorf("embedded FerretDB: creating data folder: %w", err)
+		}
+		s.dir, s.tempDir = d, true
+	} else if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		return nil, fmt.Errorf("embedded FerretDB: creating data folder %s: %w", s.dir, err)
+	}
+	abs, err := filepath.Abs(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("embedded FerretDB: data folder %s: %w", s.dir, err)
+	}
+	addr := opts.Addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cfg := &ferretdb.Config{
+		Handler:   "sqlite",
+		SQLiteURL: "file:" + abs + "/",
+		Logger:    logger,
+	}
+	if opts.TLSCertFile != "" && opts.TLSKeyFile != "" {
+		cfg.Listener.TLS = addr
+		cfg.Listener.TLSCertFile = opts.TLSCertFile
+		cfg.Listener.TLSKeyFile = opts.TLSKeyFile
+	} else {
+		cfg.Listener.TCP = addr
+	}
+	f, err := ferretdb.New(cfg)
+	if err != nil {
+		s.cleanup()
+		return nil, fmt.Errorf("embedded FerretDB: %w", err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.done = make(chan struct{})
+	go func() {
+		defer close(s.done)
+		_ = f.Run(runCtx)
+	}()
+	// MongoDBURI is valid only once Run has opened the listener.
+	uri := make(chan string, 1)
+	go func() { uri <- f.MongoDBURI() }()
+	select {
+	case s.uri = <-uri:
+		return s, nil
+	case <-s.done:
+		s.cleanup()
+		return nil, errors.New("embedded FerretDB stopped while starting (is the address in use?)")
+	case <-ctx.Done():
+		s.Stop()
+		return nil, fmt.Errorf("embedded FerretDB: waiting for the listener: %w", ctx.Err())
+	case <-time.After(30 * time.Second):
+		s.Stop()
+		return nil, errors.New("embedded FerretDB: listener not ready after 30s")
+	}
+}
+
+// URI returns the connection string, for example mongodb://127.0.0.1:40123/.
+func (s *Server) URI() string { return s.uri }
+
+// Dir returns the data folder.
+func (s *Server) Dir() string { return s.dir }
+
+// Stop stops the server, closes its connections and waits for it; a temporary data folder is
+// removed.
+func (s *Server) Stop() {
+	if s.cancel != nil {
+		s.cancel()
+		<-s.done
+	}
+	s.cleanup()
+}
+
+func (s *Server) cleanup() {
+	if s.tempDir {
+		os.RemoveAll(s.dir)
+	}
+}

@@ -1,0 +1,338 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/wiremessage"
+)
+
+// Reasons a connection ends that are not failures of the peer.
+var (
+	errIdle     = errors.New("idle timeout")
+	errDraining = errors.New("server shutting down")
+)
+
+// HostUnreachable is the MongoDB error code a client gets when the proxy cannot reach the
+// upstream; drivers treat it as retryable.
+const codeHostUnreachable = 6
+
+// conn is one client connection and the upstream connection pinned to it. Two loops run per
+// connection: requests flow client → upstream and replies upstream → client independently, so a
+// request may get several replies (exhaust, moreToCome) and a moreToCome request none.
+type conn struct {
+	s      *Server
+	id     uint64
+	client net.Conn
+	up     net.Conn
+	log    *slog.Logger
+
+	requests frameReader // client → upstream; used only by relayRequests
+	replies  frameReader // upstream → client; used only by relayReplies
+	helloBuf []byte      // scratch for rewritten hello replies; used only by relayReplies
+
+	mu       sync.Mutex
+	pending  map[int32]pendingRequest // requests awaiting a reply, by the requestID a reply answers
+	work     int                      // pending requests that hold up a drain (all but hellos)
+	drained  chan struct{}            // closed when work drops to zero during a drain
+	draining atomic.Bool
+
+	closeOnce sync.Once
+}
+
+// pendingRequest is what the reply loop needs to know about the request a reply answers.
+type pendingRequest struct {
+	start   time.Time
+	metrics *commandMetrics
+	hello   bool
+}
+
+func newConn(s *Server, nc net.Conn, id uint64) *conn {
+	return &conn{
+		s:       s,
+		id:      id,
+		client:  nc,
+		log:     s.cfg.log.With("conn", id, "remote", nc.RemoteAddr().String()),
+		pending: make(map[int32]pendingRequest),
+	}
+}
+
+// serve runs the connection until either side closes it, an error occurs, or a shutdown drains it.
+func (c *conn) serve() {
+	defer c.s.untrack(c)
+	defer c.close()
+	m := c.s.cfg.metrics
+	if tc, ok := c.client.(*tls.Conn); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			m.error(errKindTLSHandshake)
+			c.log.Warn("client TLS handshake failed", "err", err)
+			return
+		}
+	}
+	if tc, ok := c.client.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	up, err := c.s.upstream.Dial(context.Background())
+	if err != nil {
+		m.error(errKindUpstreamDial)
+		c.log.Warn("upstream unreachable; refusing connection", "err", err)
+		c.refuse(err)
+		return
+	}
+	c.up = up
+	c.requests.r = c.client
+	c.replies.r = up
+	c.log.Debug("connection open", "upstream", up.RemoteAddr().String())
+
+	replyErr := make(chan error, 1)
+	go func() { replyErr <- c.relayReplies() }()
+	err = c.relayRequests()
+	if errors.Is(err, errDraining) {
+		// Let the replies to requests already forwarded reach the client.
+		select {
+		case <-c.drainDone():
+		case rerr := <-replyErr:
+			replyErr <- rerr
+		}
+	}
+	c.close()
+	rerr := <-replyErr
+	switch {
+	case err == nil || errors.Is(err, errDraining):
+		c.log.Debug("connection closed", "reason", reasonOf(err, rerr))
+	case errors.Is(err, errIdle):
+		m.error(errKindIdleTimeout)
+		c.log.Info("connection closed after idle timeout", "idle_timeout", c.s.cfg.idleTimeout)
+	default:
+		c.log.Warn("connection closed", "err", err)
+	}
+	if rerr != nil && err == nil {
+		c.log.Warn("connection closed", "err", rerr)
+	}
+}
+
+func reasonOf(errs ...error) string {
+	for _, e := range errs {
+		if e != nil {
+			return e.Error()
+		}
+	}
+	return "client closed"
+}
+
+// relayRequests forwards frames from the client to the upstream until the client closes, sends
+// a frame that cannot be forwarded, idles out, or a drain stops it.
+func (c *conn) relayRequests() error {
+	m := c.s.cfg.metrics
+	idle := c.s.cfg.idleTimeout
+	debug := c.log.Enabled(context.Background(), slog.LevelDebug)
+	for {
+		if idle > 0 && !c.draining.Load() {
+			_ = c.client.SetReadDeadline(time.Now().Add(idle))
+		}
+		frame, h, err := c.requests.next()
+		if err != nil {
+			if c.draining.Load() && isTimeout(err) {
+				return errDraining
+			}
+			if !c.requests.partial {
+				if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+					return nil
+				}
+				if isTimeout(err) {
+					if c.inFlight() > 0 {
+						continue
+					}
+					return errIdle
+				}
+			}
+			if isFrameError(err) {
+				m.error(errKindBadFrame)
+			} else {
+				m.error(errKindClientIO)
+			}
+			return fmt.Errorf("reading request: %w", err)
+		}
+		msg, err := decode(frame)
+		if err == nil && msg.OpCode == wiremessage.OpReply {
+			err = fmt.Errorf("%w: clients may not send OP_REPLY", ErrUnsupportedOpcode)
+		}
+		if err != nil {
+			m.error(errKindBadFrame)
+			return fmt.Errorf("request %d (%d bytes): %w", h.requestID, len(frame), err)
+		}
+		cm := m.command(msg.Name)
+		cm.requests.Inc()
+		m.bytesIn.Add(float64(len(frame)))
+		if debug {
+			c.log.Debug("request", "id", h.requestID, "command", string(msg.Name), "db", string(msg.Database),
+				"collection", string(msg.Collection()), "bytes", len(frame), "compressor", msg.Compressor.String())
+		}
+		if !msg.MoreToCome() {
+			c.addPending(h.requestID, pendingRequest{start: time.Now(), metrics: cm, hello: isHello(msg.Name)})
+		}
+		if _, err := c.up.Write(frame); err != nil {
+			m.error(errKindUpstreamIO)
+			return fmt.Errorf("forwarding request %d to upstream: %w", h.requestID, err)
+		}
+	}
+}
+
+// relayReplies forwards frames from the upstream to the client, rewriting hello replies.
+func (c *conn) relayReplies() error {
+	m := c.s.cfg.metrics
+	for {
+		frame, h, err := c.replies.next()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil // closed by this side
+			}
+			if isFrameError(err) {
+				m.error(errKindBadReply)
+			} else {
+				m.error(errKindUpstreamIO)
+			}
+			return fmt.Errorf("reading upstream reply: %w", err)
+		}
+		msg, err := decode(frame)
+		if err != nil {
+			m.error(errKindBadReply)
+			return fmt.Errorf("upstream reply to %d: %w", h.responseTo, err)
+		}
+		p, ok := c.takePending(h.responseTo, h.requestID, msg.MoreToCome())
+		out := frame
+		if ok {
+			if p.hello {
+				if c.helloBuf, err = rewriteHello(c.helloBuf, h, msg); err != nil {
+					m.error(errKindHelloRewrite)
+					return fmt.Errorf("rewriting hello reply: %w", err)
+				}
+				out = c.helloBuf
+			}
+			p.metrics.duration.Observe(time.Since(p.start).Seconds())
+			if !replyOK(msg.Body) {
+				p.metrics.errors.Inc()
+			}
+		} else {
+			m.error(errKindUnmatchedResp)
+			c.log.Debug("reply to an unknown request", "response_to", h.responseTo)
+		}
+		m.bytesOut.Add(float64(len(out)))
+		if _, err := c.client.Write(out); err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			m.error(errKindClientIO)
+			return fmt.Errorf("writing reply to client: %w", err)
+		}
+	}
+}
+
+func (c *conn) addPending(id int32, p pendingRequest) {
+	c.mu.Lock()
+	c.pending[id] = p
+	if !p.hello {
+		c.work++
+	}
+	c.mu.Unlock()
+}
+
+// takePending removes the request a reply answers. A reply with moreToCome is followed by
+// another whose responseTo is this reply's requestID, so the request moves to that key.
+func (c *conn) takePending(responseTo, replyID int32, moreToCome bool) (pendingRequest, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, ok := c.pending[responseTo]
+	if !ok {
+		return p, false
+	}
+	delete(c.pending, responseTo)
+	if moreToCome {
+		c.pending[replyID] = p
+		return p, true
+	}
+	if !p.hello {
+		c.work--
+		if c.work == 0 && c.drained != nil {
+			close(c.drained)
+			c.drained = nil
+		}
+	}
+	return p, true
+}
+
+// inFlight returns the number of requests awaiting a reply, hellos excepted.
+func (c *conn) inFlight() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.work
+}
+
+// drainDone returns a channel closed once no request holds up the drain.
+func (c *conn) drainDone() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := make(chan struct{})
+	if c.work == 0 {
+		close(ch)
+	} else {
+		c.drained = ch
+	}
+	return ch
+}
+
+// startDrain stops the request loop at its next read; replies keep flowing.
+func (c *conn) startDrain() {
+	c.draining.Store(true)
+	_ = c.client.SetReadDeadline(time.Now())
+}
+
+func (c *conn) close() {
+	c.closeOnce.Do(func() {
+		c.client.Close()
+		if c.up != nil {
+			c.up.Close()
+		}
+	})
+}
+
+// refuse answers the client's first request with a HostUnreachable error, so that the driver
+// reports why at once instead of waiting, then closes the connection.
+func (c *conn) refuse(cause error) {
+	_ = c.client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	c.requests.r = c.client
+	_, h, err := c.requests.next()
+	if err != nil {
+		return
+	}
+	op := h.opCode
+	if op == wiremessage.OpCompressed {
+		if msg, err := decode(c.requests.buf); err == nil {
+			op = msg.OpCode
+		}
+	}
+	reply := errorReply(h.requestID, op, codeHostUnreachable, "HostUnreachable", "tandem proxy: "+cause.Error())
+	_ = c.client.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_, _ = c.client.Write(reply)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func isFrameError(err error) bool {
+	return errors.Is(err, ErrFrameTooLarge) || errors.Is(err, ErrFrameTooSmall) ||
+		errors.Is(err, ErrMalformed) || errors.Is(err, ErrUnsupportedOpcode) || errors.Is(err, io.ErrUnexpectedEOF)
+}
