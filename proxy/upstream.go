@@ -80,7 +80,7 @@ func NewUpstream(uri string, opts ...UpstreamOption) (*Upstream, error) {
 // topologyChanged follows the SDAM events and remembers which server takes writes.
 func (u *Upstream) topologyChanged(e *event.TopologyDescriptionChangedEvent) {
 	target := pickTarget(e.NewDescription.Servers)
-	if old := u.target.Swap(&target); old == nil || *old != target {
+	if old := u.target.Swap(&target); (old == nil && target != "") || (old != nil && *old != target) {
 		u.log.Info("upstream target changed", "target", target, "topology", e.NewDescription.Kind)
 	}
 }

@@ -1,0 +1,372 @@
+// Package proxytest holds FakeUpstream, a fake MongoDB server for the proxy's tests and
+// benchmarks. It is a fake, not a MongoDB: it exists for what no real server here can do
+// (answer every command at once, so that a benchmark measures only the proxy; hold a reply for
+// a set time; stream exhaust replies; speak OP_COMPRESSED, which FerretDB does not). Tests of
+// MongoDB behaviour use embedded FerretDB instead.
+package proxytest
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/wiremessage"
+)
+
+// Commands only the fake understands.
+const (
+	// SleepCommand {fakeSleep: ms} replies {ok: 1} after ms milliseconds.
+	SleepCommand = "fakeSleep"
+	// StreamCommand {fakeStream: n}, sent with exhaustAllowed, gets n replies {ok: 1, i: k}, all
+	// but the last with moreToCome; without exhaustAllowed it gets one.
+	StreamCommand = "fakeStream"
+)
+
+// FakeUpstream answers hello as a standalone or a replica-set primary, find with one document,
+// insert with n, and every other command with {ok: 1}.
+type FakeUpstream struct {
+	ln          net.Listener
+	replSet     string
+	compressors []string
+	connID      atomic.Int32
+	requests    atomic.Int64
+	wg          sync.WaitGroup
+	mu          sync.Mutex
+	conns       map[net.Conn]struct{}
+	closed      bool
+}
+
+// FakeOption configures a FakeUpstream.
+type FakeOption func(*FakeUpstream)
+
+// AsReplicaSetPrimary makes hello describe a one-member replica set named name (setName, hosts,
+// primary, me), as a real primary does.
+func AsReplicaSetPrimary(name string) FakeOption { return func(f *FakeUpstream) { f.replSet = name } }
+
+// WithCompressors makes hello accept these compressors (snappy, zlib, zstd) when a client
+// offers them.
+func WithCompressors(names ...string) FakeOption {
+	return func(f *FakeUpstream) { f.compressors = names }
+}
+
+// StartFake starts a fake upstream on a free loopback port.
+func StartFake(opts ...FakeOption) (*FakeUpstream, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	f := &FakeUpstream{ln: ln, conns: make(map[net.Conn]struct{})}
+	for _, o := range opts {
+		o(f)
+	}
+	f.wg.Add(1)
+	go f.accept()
+	return f, nil
+}
+
+// Addr returns host:port.
+func (f *FakeUpstream) Addr() string { return f.ln.Addr().String() }
+
+// URI returns a connection string for the fake.
+func (f *FakeUpstream) URI() string { return "mongodb://" + f.Addr() + "/" }
+
+// Requests returns how many requests the fake has received.
+func (f *FakeUpstream) Requests() int64 { return f.requests.Load() }
+
+// Close stops the fake and closes its connections.
+func (f *FakeUpstream) Close() {
+	f.mu.Lock()
+	f.closed = true
+	for c := range f.conns {
+		c.Close()
+	}
+	f.mu.Unlock()
+	f.ln.Close()
+	f.wg.Wait()
+}
+
+func (f *FakeUpstream) accept() {
+	defer f.wg.Done()
+	for {
+		c, err := f.ln.Accept()
+		if err != nil {
+			return
+		}
+		f.mu.Lock()
+		if f.closed {
+			f.mu.Unlock()
+			c.Close()
+			return
+		}
+		f.conns[c] = struct{}{}
+		f.mu.Unlock()
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			defer func() {
+				f.mu.Lock()
+				delete(f.conns, c)
+				f.mu.Unlock()
+				c.Close()
+			}()
+			_ = f.serve(c, f.connID.Add(1))
+		}()
+	}
+}
+
+// serve answers requests on one connection, one at a time, as a mongod connection does.
+func (f *FakeUpstream) serve(c net.Conn, connID int32) error {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	buf := make([]byte, 0, 4096)
+	out := make([]byte, 0, 4096)
+	for {
+		buf = buf[:16]
+		if _, err := io.ReadFull(c, buf); err != nil {
+			return err
+		}
+		n := int(binary.LittleEndian.Uint32(buf))
+		if n < 16 || n > 48_000_000 {
+			return fmt.Errorf("fake: bad length %d", n)
+		}
+		if cap(buf) < n {
+			nb := make([]byte, n)
+			copy(nb, buf)
+			buf = nb
+		}
+		buf = buf[:n]
+		if _, err := io.ReadFull(c, buf[16:]); err != nil {
+			return err
+		}
+		f.requests.Add(1)
+		reqID := int32(binary.LittleEndian.Uint32(buf[4:]))
+		op := wiremessage.OpCode(binary.LittleEndian.Uint32(buf[12:]))
+		body := buf[16:]
+		compressor := wiremessage.CompressorNoOp
+		if op == wiremessage.OpCompressed {
+			if len(body) < 9 {
+				return errors.New("fake: short OP_COMPRESSED")
+			}
+			op = wiremessage.OpCode(binary.LittleEndian.Uint32(body))
+			size := int32(binary.LittleEndian.Uint32(body[4:]))
+			compressor = wiremessage.CompressorID(body[8])
+			var err error
+			body, err = driver.DecompressPayload(body[9:], driver.CompressionOpts{Compressor: compressor, UncompressedSize: size})
+			if err != nil {
+				return err
+			}
+		}
+		var err error
+		switch op {
+		case wiremessage.OpQuery:
+			out, err = f.answerQuery(out[:0], reqID, body, connID)
+		case wiremessage.OpMsg:
+			var replies int
+			out, replies, err = f.answerMsg(c, out[:0], reqID, body, connID, compressor)
+			if replies > 0 {
+				continue // already written
+			}
+		default:
+			return fmt.Errorf("fake: opcode %d", op)
+		}
+		if err != nil {
+			return err
+		}
+		if out == nil {
+			continue
+		}
+		if compressor != wiremessage.CompressorNoOp {
+			if out, err = compress(out, compressor); err != nil {
+				return err
+			}
+		}
+		if _, err := c.Write(out); err != nil {
+			return err
+		}
+	}
+}
+
+func (f *FakeUpstream) answerQuery(out []byte, reqID int32, body []byte, connID int32) ([]byte, error) {
+	// flags, cstring collection, skip, return, query
+	i := 4
+	for i < len(body) && body[i] != 0 {
+		i++
+	}
+	if i+9 > len(body) {
+		return nil, errors.New("fake: short OP_QUERY")
+	}
+	q := bsoncore.Document(body[i+9:])
+	reply := f.reply(q, connID)
+	out = wiremessage.AppendHeader(out, 0, wiremessage.NextRequestID(), reqID, wiremessage.OpReply)
+	out = wiremessage.AppendReplyFlags(out, 0)
+	out = wiremessage.AppendReplyCursorID(out, 0)
+	out = wiremessage.AppendReplyStartingFrom(out, 0)
+	out = wiremessage.AppendReplyNumberReturned(out, 1)
+	out = append(out, reply...)
+	binary.LittleEndian.PutUint32(out, uint32(len(out)))
+	return out, nil
+}
+
+// answerMsg builds the reply to an OP_MSG; for a streamed command it writes the replies itself
+// and returns how many it wrote.
+func (f *FakeUpstream) answerMsg(c net.Conn, out []byte, reqID int32, body []byte, connID int32, comp wiremessage.CompressorID) ([]byte, int, error) {
+	flags := wiremessage.MsgFlag(binary.LittleEndian.Uint32(body))
+	if len(body) < 5 || body[4] != 0 {
+		return nil, 0, errors.New("fake: OP_MSG without a leading body section")
+	}
+	doc, _, ok := bsoncore.ReadDocument(body[5:])
+	if !ok {
+		return nil, 0, errors.New("fake: bad OP_MSG body")
+	}
+	cmd := doc.Index(0).Key()
+	switch cmd {
+	case SleepCommand:
+		ms, _ := doc.Index(0).Value().AsInt64OK()
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+	case StreamCommand:
+		n, _ := doc.Index(0).Value().AsInt64OK()
+		if flags&wiremessage.ExhaustAllowed == 0 {
+			n = 1
+		}
+		respTo := reqID
+		for k := int64(1); k <= n; k++ {
+			var fl wiremessage.MsgFlag
+			if k < n {
+				fl = wiremessage.MoreToCome
+			}
+			id := wiremessage.NextRequestID()
+			msg := appendMsg(nil, id, respTo, fl, bsoncore.NewDocumentBuilder().AppendInt32("ok", 1).AppendInt64("i", k).Build())
+			if comp != wiremessage.CompressorNoOp {
+				var err error
+				if msg, err = compress(msg, comp); err != nil {
+					return nil, 0, err
+				}
+			}
+			if _, err := c.Write(msg); err != nil {
+				return nil, 0, err
+			}
+			respTo = id
+		}
+		return nil, int(n), nil
+	}
+	if flags&wiremessage.MoreToCome != 0 {
+		return nil, 0, nil // unacknowledged: no reply
+	}
+	return appendMsg(out, wiremessage.NextRequestID(), reqID, 0, f.reply(doc, connID)), 0, nil
+}
+
+func appendMsg(out []byte, id, respTo int32, flags wiremessage.MsgFlag, doc bsoncore.Document) []byte {
+	out = wiremessage.AppendHeader(out, 0, id, respTo, wiremessage.OpMsg)
+	out = wiremessage.AppendMsgFlags(out, flags)
+	out = wiremessage.AppendMsgSectionType(out, wiremessage.SingleDocument)
+	out = append(out, doc...)
+	binary.LittleEndian.PutUint32(out, uint32(len(out)))
+	return out
+}
+
+// reply answers one command document.
+func (f *FakeUpstream) reply(cmd bsoncore.Document, connID int32) bsoncore.Document {
+	name := ""
+	if e, err := cmd.IndexErr(0); err == nil {
+		name = e.Key()
+	}
+	switch name {
+	case "hello", "isMaster", "ismaster":
+		return f.hello(cmd, connID)
+	case "find":
+		coll, _ := cmd.Index(0).Value().StringValueOK()
+		db, _ := cmd.Lookup("$db").StringValueOK()
+		first := bsoncore.NewArrayBuilder().AppendDocument(
+			bsoncore.NewDocumentBuilder().AppendString("_id", "k1").AppendInt32("x", 1).Build()).Build()
+		cursor := bsoncore.NewDocumentBuilder().AppendInt64("id", 0).AppendString("ns", db+"."+coll).AppendArray("firstBatch", first).Build()
+		return bsoncore.NewDocumentBuilder().AppendDocument("cursor", cursor).AppendDouble("ok", 1).Build()
+	case "insert":
+		n := int32(1)
+		if docs, err := cmd.LookupErr("documents"); err == nil {
+			if arr, ok := docs.ArrayOK(); ok {
+				vals, _ := arr.Values()
+				n = int32(len(vals))
+			}
+		}
+		return bsoncore.NewDocumentBuilder().AppendInt32("n", n).AppendDouble("ok", 1).Build()
+	}
+	return bsoncore.NewDocumentBuilder().AppendDouble("ok", 1).Build()
+}
+
+func (f *FakeUpstream) hello(cmd bsoncore.Document, connID int32) bsoncore.Document {
+	d := bson.D{
+		{Key: "helloOk", Value: true},
+		{Key: "isWritablePrimary", Value: true},
+		{Key: "ismaster", Value: true},
+		{Key: "maxBsonObjectSize", Value: int32(16 * 1024 * 1024)},
+		{Key: "maxMessageSizeBytes", Value: int32(48_000_000)},
+		{Key: "maxWriteBatchSize", Value: int32(100_000)},
+		{Key: "localTime", Value: bson.NewDateTimeFromTime(time.Now())},
+		{Key: "logicalSessionTimeoutMinutes", Value: int32(30)},
+		{Key: "connectionId", Value: connID},
+		{Key: "minWireVersion", Value: int32(0)},
+		{Key: "maxWireVersion", Value: int32(21)},
+		{Key: "readOnly", Value: false},
+	}
+	if f.replSet != "" {
+		d = append(d,
+			bson.E{Key: "setName", Value: f.replSet},
+			bson.E{Key: "setVersion", Value: int32(1)},
+			bson.E{Key: "hosts", Value: bson.A{f.Addr()}},
+			bson.E{Key: "primary", Value: f.Addr()},
+			bson.E{Key: "me", Value: f.Addr()},
+			bson.E{Key: "secondary", Value: false},
+			bson.E{Key: "electionId", Value: bson.NewObjectID()},
+		)
+	}
+	if offered, err := cmd.LookupErr("compression"); err == nil && len(f.compressors) > 0 {
+		var agreed bson.A
+		if arr, ok := offered.ArrayOK(); ok {
+			vals, _ := arr.Values()
+			for _, v := range vals {
+				s, _ := v.StringValueOK()
+				for _, c := range f.compressors {
+					if c == s {
+						agreed = append(agreed, s)
+					}
+				}
+			}
+		}
+		if agreed != nil {
+			d = append(d, bson.E{Key: "compression", Value: agreed})
+		}
+	}
+	d = append(d, bson.E{Key: "ok", Value: 1.0})
+	b, err := bson.Marshal(d)
+	if err != nil {
+		panic(err) // static document
+	}
+	return b
+}
+
+// compress wraps an uncompressed message in OP_COMPRESSED.
+func compress(msg []byte, id wiremessage.CompressorID) ([]byte, error) {
+	payload, err := driver.CompressPayload(msg[16:], driver.CompressionOpts{Compressor: id, ZlibLevel: 6, ZstdLevel: 6})
+	if err != nil {
+		return nil, err
+	}
+	reqID := int32(binary.LittleEndian.Uint32(msg[4:]))
+	respTo := int32(binary.LittleEndian.Uint32(msg[8:]))
+	op := wiremessage.OpCode(binary.LittleEndian.Uint32(msg[12:]))
+	out := wiremessage.AppendHeader(nil, 0, reqID, respTo, wiremessage.OpCompressed)
+	out = wiremessage.AppendCompressedOriginalOpCode(out, op)
+	out = wiremessage.AppendCompressedUncompressedSize(out, int32(len(msg)-16))
+	out = wiremessage.AppendCompressedCompressorID(out, id)
+	out = append(out, payload...)
+	binary.LittleEndian.PutUint32(out, uint32(len(out)))
+	return out, nil
+}
