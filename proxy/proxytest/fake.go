@@ -38,6 +38,7 @@ type FakeUpstream struct {
 	compressors []string
 	connID      atomic.Int32
 	requests    atomic.Int64
+	compressed  atomic.Int64
 	wg          sync.WaitGroup
 	mu          sync.Mutex
 	conns       map[net.Conn]struct{}
@@ -80,6 +81,9 @@ func (f *FakeUpstream) URI() string { return "mongodb://" + f.Addr() + "/" }
 
 // Requests returns how many requests the fake has received.
 func (f *FakeUpstream) Requests() int64 { return f.requests.Load() }
+
+// CompressedRequests returns how many requests arrived as OP_COMPRESSED.
+func (f *FakeUpstream) CompressedRequests() int64 { return f.compressed.Load() }
 
 // Close stops the fake and closes its connections.
 func (f *FakeUpstream) Close() {
@@ -156,6 +160,7 @@ func (f *FakeUpstream) serve(c net.Conn, connID int32) error {
 			if len(body) < 9 {
 				return errors.New("fake: short OP_COMPRESSED")
 			}
+			f.compressed.Add(1)
 			op = wiremessage.OpCode(binary.LittleEndian.Uint32(body))
 			size := int32(binary.LittleEndian.Uint32(body[4:]))
 			compressor = wiremessage.CompressorID(body[8])

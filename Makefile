@@ -1,0 +1,57 @@
+# tandem — `make run` starts the embedded demo, `make test` installs what the tests need
+# (into ignored folders of this repository) and runs them all.
+
+GO      ?= go
+PYTHON  ?= python3
+NPM     ?= npm
+VENV    := .venv
+BIN     := bin/tandem
+
+# The real-client tests (pymongo, the Node.js driver) fail instead of skipping under make test.
+export TANDEM_REQUIRE_CLIENTS := 1
+export TANDEM_PYTHON := $(CURDIR)/$(VENV)/bin/python
+export TANDEM_NODE_MODULES := $(CURDIR)/clients/node_modules
+
+.PHONY: all build run test test-go fuzz bench lint clients clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/tandem
+
+## run: the demo — embedded FerretDB, the proxy and the admin listener; Ctrl-C stops it.
+run: build
+	./$(BIN) demo --seed 100
+
+## test: every test, with the race detector, plus a short fuzzing run of the frame decoder.
+test: clients test-go fuzz
+
+test-go:
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 20s ./proxy
+
+## bench: the proxy benchmark (direct vs raw forwarder vs tandem); results go in BENCHMARKS.md.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./proxy
+	$(GO) run ./bench/proxybench
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+## clients: pymongo in .venv and the Node.js driver in clients/node_modules, installed once.
+clients: $(VENV)/.installed clients/node_modules/.installed
+
+$(VENV)/.installed: clients/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r clients/requirements.txt
+	touch $@
+
+clients/node_modules/.installed: clients/package.json clients/package-lock.json
+	cd clients && $(NPM) ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+clean:
+	rm -rf bin $(VENV) clients/node_modules
