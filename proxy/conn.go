@@ -96,7 +96,12 @@ func (c *conn) serve() {
 	c.log.Debug("connection open", "upstream", up.RemoteAddr().String())
 
 	replyErr := make(chan error, 1)
-	go func() { replyErr <- c.relayReplies() }()
+	go func() {
+		err := c.relayReplies()
+		// Without an upstream the request loop cannot go on: unblock its read.
+		c.close()
+		replyErr <- err
+	}()
 	err = c.relayRequests()
 	if errors.Is(err, errDraining) {
 		// Let the replies to requests already forwarded reach the client.
