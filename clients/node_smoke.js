@@ -54,9 +54,11 @@ async function run(uri, direct) {
   });
 
   const dbName = 'smoke_node_' + crypto.randomBytes(6).toString('hex');
+  let connected = false;
   let dropped = false;
   try {
     await client.connect();
+    connected = true;
 
     // Handshake: the proxy presents itself as a mongos.
     const hello = await client.db('admin').command({ hello: 1 });
@@ -158,7 +160,7 @@ async function run(uri, direct) {
     const names = databases.map((d) => d.name);
     check(!names.includes(dbName), 'database dropped', names);
   } finally {
-    if (!dropped) {
+    if (connected && !dropped) {
       await client.db(dbName).dropDatabase().catch(() => {});
     }
     await client.close();

@@ -55,10 +55,11 @@ def run(uri, direct):
         appname="tandem-pymongo-smoke",
     )
     db_name = "smoke_py_" + uuid.uuid4().hex[:12]
-    dropped = False
+    connected = dropped = False
     try:
         # Handshake: the proxy presents itself as a mongos.
         hello = client.admin.command("hello")
+        connected = True
         check(hello.get("ok") == 1, "hello ok", hello)
         if direct:
             check(hello.get("msg") != "isdbgrid", "direct hello must not say isdbgrid", hello)
@@ -150,7 +151,7 @@ def run(uri, direct):
         names = client.list_database_names()
         check(db_name not in names, "database dropped", names)
     finally:
-        if not dropped:
+        if connected and not dropped:
             try:
                 client.drop_database(db_name)
             except Exception:
