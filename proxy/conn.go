@@ -80,9 +80,6 @@ func (c *conn) serve() {
 			return
 		}
 	}
-	if tc, ok := c.client.(*net.TCPConn); ok {
-		_ = tc.SetNoDelay(true)
-	}
 	up, err := c.s.upstream.Dial(context.Background())
 	if err != nil {
 		m.error(errKindUpstreamDial)
@@ -156,7 +153,9 @@ func (c *conn) relayRequests() error {
 					return nil
 				}
 				if isTimeout(err) {
-					if c.inFlight() > 0 {
+					// Idle means no request and no reply pending: a slow query or a
+					// streaming hello (replies every few seconds, no requests) is not idle.
+					if c.awaiting() > 0 {
 						continue
 					}
 					return errIdle
@@ -275,6 +274,13 @@ func (c *conn) takePending(responseTo, replyID int32, moreToCome bool) (pendingR
 		}
 	}
 	return p, true
+}
+
+// awaiting returns the number of requests awaiting a reply, hellos included.
+func (c *conn) awaiting() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.pending)
 }
 
 // inFlight returns the number of requests awaiting a reply, hellos excepted.

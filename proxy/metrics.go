@@ -48,6 +48,7 @@ type Metrics struct {
 	errors        *prometheus.CounterVec
 
 	byCommand    map[string]*commandMetrics
+	other        *commandMetrics
 	bytesIn      prometheus.Counter
 	bytesOut     prometheus.Counter
 	errorsByKind map[string]prometheus.Counter
@@ -115,13 +116,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "tandem_proxy_errors_total",
 			Help: "Proxy-level errors by kind (bad_frame, bad_reply, upstream_dial, upstream_io, client_io, conn_limit, idle_timeout, tls_handshake, hello_rewrite, drain_timeout, unmatched_reply).",
 		}, []string{"kind"}),
-		byCommand:    make(map[string]*commandMetrics, len(knownCommands)+1),
+		byCommand:    make(map[string]*commandMetrics, len(knownCommands)),
 		errorsByKind: make(map[string]prometheus.Counter, len(errorKinds)),
 	}
 	for _, label := range knownCommands {
 		m.byCommand[label] = m.newCommandMetrics(label)
 	}
-	m.byCommand["other"] = m.newCommandMetrics("other")
+	m.other = m.newCommandMetrics("other")
 	m.bytesIn = m.bytes.WithLabelValues("client_to_upstream")
 	m.bytesOut = m.bytes.WithLabelValues("upstream_to_client")
 	for _, k := range errorKinds {
@@ -141,9 +142,13 @@ func (m *Metrics) newCommandMetrics(label string) *commandMetrics {
 	}
 }
 
-// command returns the collectors for a command name.
+// command returns the collectors for a command name with one map look-up: byCommand is keyed
+// by every known name, and anything else is "other".
 func (m *Metrics) command(name []byte) *commandMetrics {
-	return m.byCommand[commandLabel(name)]
+	if cm, ok := m.byCommand[string(name)]; ok {
+		return cm
+	}
+	return m.other
 }
 
 func (m *Metrics) error(kind string) { m.errorsByKind[kind].Inc() }

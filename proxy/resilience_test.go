@@ -323,6 +323,13 @@ func TestIdleTimeout(t *testing.T) {
 	idle.expectClosed()
 	rep := busy.read()
 	assert.Equal(t, id, rep.responseTo, "a slow request outlives the idle timeout")
+
+	// A stream of replies with no request in between (as a streaming hello) is not idle.
+	streaming := dialRaw(t, p.addr)
+	streaming.send(wiremessage.ExhaustAllowed, bson.D{{Key: proxytest.StreamCommand, Value: 4}, {Key: "intervalMS", Value: 150}, {Key: "$db", Value: "admin"}})
+	for k := 1; k <= 4; k++ {
+		assert.Equal(t, int64(k), streaming.read().doc["i"])
+	}
 	assert.GreaterOrEqual(t, metric(t, p.registry, "tandem_proxy_errors_total", "kind", "idle_timeout"), 1.0)
 }
 

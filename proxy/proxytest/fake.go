@@ -25,8 +25,9 @@ import (
 const (
 	// SleepCommand {fakeSleep: ms} replies {ok: 1} after ms milliseconds.
 	SleepCommand = "fakeSleep"
-	// StreamCommand {fakeStream: n}, sent with exhaustAllowed, gets n replies {ok: 1, i: k}, all
-	// but the last with moreToCome; without exhaustAllowed it gets one.
+	// StreamCommand {fakeStream: n, intervalMS: ms}, sent with exhaustAllowed, gets n replies
+	// {ok: 1, i: k} ms apart (default 0), all but the last with moreToCome; without
+	// exhaustAllowed it gets one.
 	StreamCommand = "fakeStream"
 )
 
@@ -242,8 +243,16 @@ func (f *FakeUpstream) answerMsg(c net.Conn, out []byte, reqID int32, body []byt
 		if flags&wiremessage.ExhaustAllowed == 0 {
 			n = 1
 		}
+		var interval time.Duration
+		if v, err := doc.LookupErr("intervalMS"); err == nil {
+			ms, _ := v.AsInt64OK()
+			interval = time.Duration(ms) * time.Millisecond
+		}
 		respTo := reqID
 		for k := int64(1); k <= n; k++ {
+			if k > 1 {
+				time.Sleep(interval)
+			}
 			var fl wiremessage.MsgFlag
 			if k < n {
 				fl = wiremessage.MoreToCome
