@@ -86,18 +86,23 @@ func (f *frameReader) next() ([]byte, header, error) {
 	case h.length > MaxMessageSize:
 		return nil, h, fmt.Errorf("%w: length %d", ErrFrameTooLarge, h.length)
 	}
+	// The buffer grows with the bytes that actually arrive, not with the length announced, so
+	// a peer that announces 48 MB and sends little cannot make the proxy allocate 48 MB.
 	n := int(h.length)
-	if cap(f.buf) < n {
-		nb := make([]byte, n)
-		copy(nb, f.buf[:headerLen])
-		f.buf = nb
-	}
-	f.buf = f.buf[:n]
-	if _, err := io.ReadFull(f.r, f.buf[headerLen:]); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
+	for len(f.buf) < n {
+		if len(f.buf) == cap(f.buf) {
+			nb := make([]byte, len(f.buf), min(max(2*cap(f.buf), 64<<10), n))
+			copy(nb, f.buf)
+			f.buf = nb
 		}
-		return nil, h, fmt.Errorf("reading %d-byte %s body: %w", n, h.opCode, err)
+		k, err := io.ReadFull(f.r, f.buf[len(f.buf):min(cap(f.buf), n)])
+		f.buf = f.buf[:len(f.buf)+k]
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, h, fmt.Errorf("reading %d-byte %s body: %w", n, h.opCode, err)
+		}
 	}
 	f.partial = false
 	return f.buf, h, nil

@@ -231,6 +231,14 @@ func TestFrameReader(t *testing.T) {
 		assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
 		assert.True(t, fr.partial)
 	})
+	t.Run("announced length does not decide the allocation", func(t *testing.T) {
+		h := make([]byte, 16)
+		binary.LittleEndian.PutUint32(h, MaxMessageSize)
+		fr := frameReader{r: bytes.NewReader(append(h, 1, 2, 3))}
+		_, _, err := fr.next()
+		assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
+		assert.Less(t, cap(fr.buf), 1<<20)
+	})
 	t.Run("large frame buffer is released", func(t *testing.T) {
 		large := opMsg(0, doc(t, bson.D{{Key: "insert", Value: "c"}, {Key: "blob", Value: bytes.Repeat([]byte{1}, 2<<20)}}))
 		fr := frameReader{r: bytes.NewReader(append(large, good...))}
