@@ -174,3 +174,29 @@ func TestUnacknowledgedWrites(t *testing.T) {
 		return err == nil && n == 5
 	}, 10*time.Second, 50*time.Millisecond)
 }
+
+// TestAuthenticationPassesThrough: the proxy never answers authentication itself; the SASL
+// conversation reaches the upstream on the client's pinned connection. FerretDB on SQLite
+// accepts PLAIN and refuses SCRAM, so both outcomes must be the same direct and proxied.
+func TestAuthenticationPassesThrough(t *testing.T) {
+	p := serveProxy(t, ferret.URI())
+	for _, mech := range []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-1"} {
+		t.Run(mech, func(t *testing.T) {
+			cred := options.Client().SetAuth(options.Credential{Username: "alice", Password: "pw", AuthMechanism: mech})
+			ping := func(uri string) error {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				return connect(t, uri, cred).Ping(ctx, nil)
+			}
+			direct, proxied := ping(ferret.URI()), ping(p.uri)
+			if direct == nil {
+				assert.NoError(t, proxied)
+				return
+			}
+			require.Error(t, proxied)
+			assert.Contains(t, direct.Error(), "Unsupported authentication mechanism")
+			assert.Contains(t, proxied.Error(), "Unsupported authentication mechanism", "the refusal comes from the upstream")
+		})
+	}
+	assert.Positive(t, metric(t, p.registry, "tandem_proxy_requests_total", "command", "saslStart"))
+}
