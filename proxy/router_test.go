@@ -200,3 +200,31 @@ func TestAuthenticationPassesThrough(t *testing.T) {
 	}
 	assert.Positive(t, metric(t, p.registry, "tandem_proxy_requests_total", "command", "saslStart"))
 }
+
+// TestSCRAMThroughTheProxy authenticates with SCRAM-SHA-256 (the driver's client side against
+// the fake's server side from xdg-go/scram, since FerretDB on SQLite has no SCRAM): the
+// conversation's steps must all reach the upstream connection that started it, and that
+// connection then carries the client's commands.
+func TestSCRAMThroughTheProxy(t *testing.T) {
+	fake, err := proxytest.StartFake(proxytest.WithSCRAMUser("alice", "s3cret"))
+	require.NoError(t, err)
+	t.Cleanup(fake.Close)
+	p := serveProxy(t, fake.URI())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	find := func(uri, password string) error {
+		cred := options.Client().SetAuth(options.Credential{Username: "alice", Password: password, AuthMechanism: "SCRAM-SHA-256"})
+		return connect(t, uri, cred).Database("app").Collection("c").FindOne(ctx, bson.D{}).Err()
+	}
+	assert.NoError(t, find(fake.URI(), "s3cret"), "direct")
+	assert.NoError(t, find(p.uri, "s3cret"), "through the proxy")
+	for _, uri := range []string{fake.URI(), p.uri} {
+		err := find(uri, "wrong")
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "AuthenticationFailed")
+	}
+	unauthenticated := connect(t, p.uri).Database("app").Collection("c").FindOne(ctx, bson.D{}).Err()
+	require.Error(t, unauthenticated)
+	assert.Contains(t, unauthenticated.Error(), "Unauthorized")
+	assert.Positive(t, metric(t, p.registry, "tandem_proxy_requests_total", "command", "saslContinue"))
+}

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/xdg-go/scram"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver"
@@ -31,12 +32,20 @@ const (
 	StreamCommand = "fakeStream"
 )
 
+// fakeConn is one connection's state: its id and its SCRAM authentication.
+type fakeConn struct {
+	id     int32
+	authed bool
+	conv   *scram.ServerConversation
+}
+
 // FakeUpstream answers hello as a standalone or a replica-set primary, find with one document,
 // insert with n, and every other command with {ok: 1}.
 type FakeUpstream struct {
 	ln          net.Listener
 	replSet     string
 	compressors []string
+	scram       *scram.Server
 	connID      atomic.Int32
 	requests    atomic.Int64
 	compressed  atomic.Int64
@@ -57,6 +66,30 @@ func AsReplicaSetPrimary(name string) FakeOption { return func(f *FakeUpstream) 
 // offers them.
 func WithCompressors(names ...string) FakeOption {
 	return func(f *FakeUpstream) { f.compressors = names }
+}
+
+// WithSCRAMUser requires SCRAM-SHA-256 authentication as user with password (the driver's
+// SCRAM code on the other side): every command but hello, ping and the SASL commands fails with
+// Unauthorized (13) until the connection has authenticated, and a conversation's steps must
+// arrive on the connection that started it, as on a real server.
+func WithSCRAMUser(user, password string) FakeOption {
+	return func(f *FakeUpstream) {
+		client, err := scram.SHA256.NewClient(user, password, "")
+		if err != nil {
+			panic(fmt.Sprintf("fake SCRAM user %q: %v", user, err))
+		}
+		stored := client.GetStoredCredentials(scram.KeyFactors{Salt: "tandem-fake-salt", Iters: 4096})
+		srv, err := scram.SHA256.NewServer(func(name string) (scram.StoredCredentials, error) {
+			if name != user {
+				return scram.StoredCredentials{}, fmt.Errorf("no user %q", name)
+			}
+			return stored, nil
+		})
+		if err != nil {
+			panic(err) // only fails for a nil lookup
+		}
+		f.scram = srv
+	}
 }
 
 // StartFake starts a fake upstream on a free loopback port.
@@ -122,13 +155,13 @@ func (f *FakeUpstream) accept() {
 				f.mu.Unlock()
 				c.Close()
 			}()
-			_ = f.serve(c, f.connID.Add(1))
+			_ = f.serve(c, &fakeConn{id: f.connID.Add(1)})
 		}()
 	}
 }
 
 // serve answers requests on one connection, one at a time, as a mongod connection does.
-func (f *FakeUpstream) serve(c net.Conn, connID int32) error {
+func (f *FakeUpstream) serve(c net.Conn, fc *fakeConn) error {
 	if tc, ok := c.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
@@ -174,10 +207,10 @@ func (f *FakeUpstream) serve(c net.Conn, connID int32) error {
 		var err error
 		switch op {
 		case wiremessage.OpQuery:
-			out, err = f.answerQuery(out[:0], reqID, body, connID)
+			out, err = f.answerQuery(out[:0], reqID, body, fc)
 		case wiremessage.OpMsg:
 			var replies int
-			out, replies, err = f.answerMsg(c, out[:0], reqID, body, connID, compressor)
+			out, replies, err = f.answerMsg(c, out[:0], reqID, body, fc, compressor)
 			if replies > 0 {
 				continue // already written
 			}
@@ -201,7 +234,7 @@ func (f *FakeUpstream) serve(c net.Conn, connID int32) error {
 	}
 }
 
-func (f *FakeUpstream) answerQuery(out []byte, reqID int32, body []byte, connID int32) ([]byte, error) {
+func (f *FakeUpstream) answerQuery(out []byte, reqID int32, body []byte, fc *fakeConn) ([]byte, error) {
 	// flags, cstring collection, skip, return, query
 	i := 4
 	for i < len(body) && body[i] != 0 {
@@ -211,7 +244,7 @@ func (f *FakeUpstream) answerQuery(out []byte, reqID int32, body []byte, connID 
 		return nil, errors.New("fake: short OP_QUERY")
 	}
 	q := bsoncore.Document(body[i+9:])
-	reply := f.reply(q, connID)
+	reply := f.reply(q, fc)
 	out = wiremessage.AppendHeader(out, 0, wiremessage.NextRequestID(), reqID, wiremessage.OpReply)
 	out = wiremessage.AppendReplyFlags(out, 0)
 	out = wiremessage.AppendReplyCursorID(out, 0)
@@ -224,7 +257,7 @@ func (f *FakeUpstream) answerQuery(out []byte, reqID int32, body []byte, connID 
 
 // answerMsg builds the reply to an OP_MSG; for a streamed command it writes the replies itself
 // and returns how many it wrote.
-func (f *FakeUpstream) answerMsg(c net.Conn, out []byte, reqID int32, body []byte, connID int32, comp wiremessage.CompressorID) ([]byte, int, error) {
+func (f *FakeUpstream) answerMsg(c net.Conn, out []byte, reqID int32, body []byte, fc *fakeConn, comp wiremessage.CompressorID) ([]byte, int, error) {
 	flags := wiremessage.MsgFlag(binary.LittleEndian.Uint32(body))
 	if len(body) < 5 || body[4] != 0 {
 		return nil, 0, errors.New("fake: OP_MSG without a leading body section")
@@ -275,7 +308,7 @@ func (f *FakeUpstream) answerMsg(c net.Conn, out []byte, reqID int32, body []byt
 	if flags&wiremessage.MoreToCome != 0 {
 		return nil, 0, nil // unacknowledged: no reply
 	}
-	return appendMsg(out, wiremessage.NextRequestID(), reqID, 0, f.reply(doc, connID)), 0, nil
+	return appendMsg(out, wiremessage.NextRequestID(), reqID, 0, f.reply(doc, fc)), 0, nil
 }
 
 func appendMsg(out []byte, id, respTo int32, flags wiremessage.MsgFlag, doc bsoncore.Document) []byte {
@@ -288,14 +321,23 @@ func appendMsg(out []byte, id, respTo int32, flags wiremessage.MsgFlag, doc bson
 }
 
 // reply answers one command document.
-func (f *FakeUpstream) reply(cmd bsoncore.Document, connID int32) bsoncore.Document {
+func (f *FakeUpstream) reply(cmd bsoncore.Document, fc *fakeConn) bsoncore.Document {
 	name := ""
 	if e, err := cmd.IndexErr(0); err == nil {
 		name = e.Key()
 	}
 	switch name {
 	case "hello", "isMaster", "ismaster":
-		return f.hello(cmd, connID)
+		return f.hello(cmd, fc.id)
+	case "saslStart", "saslContinue":
+		return f.sasl(name, cmd, fc)
+	case "ping":
+	default:
+		if f.scram != nil && !fc.authed {
+			return errorDoc(13, "Unauthorized", "command "+name+" requires authentication")
+		}
+	}
+	switch name {
 	case "find":
 		coll, _ := cmd.Index(0).Value().StringValueOK()
 		db, _ := cmd.Lookup("$db").StringValueOK()
@@ -365,6 +407,48 @@ func (f *FakeUpstream) hello(cmd bsoncore.Document, connID int32) bsoncore.Docum
 		panic(err) // static document
 	}
 	return b
+}
+
+// sasl runs one step of a SCRAM-SHA-256 conversation
+// (https://github.com/mongodb/specifications/blob/master/source/auth/auth.md#scram-sha-256).
+func (f *FakeUpstream) sasl(name string, cmd bsoncore.Document, fc *fakeConn) bsoncore.Document {
+	if f.scram == nil {
+		return errorDoc(334, "MechanismUnavailable", "the fake has no users")
+	}
+	if name == "saslStart" {
+		if mech, _ := cmd.Lookup("mechanism").StringValueOK(); mech != "SCRAM-SHA-256" {
+			return errorDoc(334, "MechanismUnavailable", "unsupported mechanism "+mech)
+		}
+		fc.conv, fc.authed = f.scram.NewConversation(), false
+	} else if fc.conv == nil {
+		return errorDoc(17, "ProtocolError", "no SASL session state found")
+	}
+	var payload []byte
+	if _, data, ok := cmd.Lookup("payload").BinaryOK(); ok {
+		payload = data
+	}
+	var resp string
+	if !fc.conv.Done() {
+		var err error
+		if resp, err = fc.conv.Step(string(payload)); err != nil {
+			fc.conv = nil
+			return errorDoc(18, "AuthenticationFailed", "Authentication failed.")
+		}
+	}
+	done := fc.conv.Done()
+	if done {
+		fc.authed = fc.conv.Valid()
+	}
+	return bsoncore.NewDocumentBuilder().
+		AppendInt32("conversationId", 1).
+		AppendBoolean("done", done).
+		AppendBinary("payload", 0, []byte(resp)).
+		AppendDouble("ok", 1).Build()
+}
+
+func errorDoc(code int32, codeName, msg string) bsoncore.Document {
+	return bsoncore.NewDocumentBuilder().AppendDouble("ok", 0).AppendString("errmsg", msg).
+		AppendInt32("code", code).AppendString("codeName", codeName).Build()
 }
 
 // compress wraps an uncompressed message in OP_COMPRESSED.
