@@ -41,11 +41,10 @@ type conn struct {
 
 	mu       sync.Mutex
 	pending  map[int32]pendingRequest // requests awaiting a reply, by the requestID a reply answers
-	work     int                      // pending requests that hold up a drain (all but hellos)
+	work     int                      // requests (not hellos) whose last reply has not reached the client
 	drained  chan struct{}            // closed when work drops to zero during a drain
 	draining atomic.Bool
-
-	closeOnce sync.Once
+	closed   bool // guarded by mu; up is set under mu too
 }
 
 // pendingRequest is what the reply loop needs to know about the request a reply answers.
@@ -87,7 +86,9 @@ func (c *conn) serve() {
 		c.refuse(err)
 		return
 	}
-	c.up = up
+	if !c.setUpstream(up) {
+		return // closed by a shutdown while dialling
+	}
 	c.requests.r = c.client
 	c.replies.r = up
 	c.log.Debug("connection open", "upstream", up.RemoteAddr().String())
@@ -215,6 +216,7 @@ func (c *conn) relayReplies() error {
 			return fmt.Errorf("upstream reply to %d: %w", h.responseTo, err)
 		}
 		p, ok := c.takePending(h.responseTo, h.requestID, msg.MoreToCome())
+		last := ok && !msg.MoreToCome()
 		out := frame
 		if ok {
 			if p.hello {
@@ -240,6 +242,9 @@ func (c *conn) relayReplies() error {
 			m.error(errKindClientIO)
 			return fmt.Errorf("writing reply to client: %w", err)
 		}
+		if last && !p.hello {
+			c.finished() // only now may a drain close the connection
+		}
 	}
 }
 
@@ -264,16 +269,19 @@ func (c *conn) takePending(responseTo, replyID int32, moreToCome bool) (pendingR
 	delete(c.pending, responseTo)
 	if moreToCome {
 		c.pending[replyID] = p
-		return p, true
-	}
-	if !p.hello {
-		c.work--
-		if c.work == 0 && c.drained != nil {
-			close(c.drained)
-			c.drained = nil
-		}
 	}
 	return p, true
+}
+
+// finished records that the last reply to a request (not a hello) has reached the client.
+func (c *conn) finished() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.work--
+	if c.work == 0 && c.drained != nil {
+		close(c.drained)
+		c.drained = nil
+	}
 }
 
 // awaiting returns the number of requests awaiting a reply, hellos included.
@@ -309,13 +317,31 @@ func (c *conn) startDrain() {
 	_ = c.client.SetReadDeadline(time.Now())
 }
 
+// setUpstream attaches the dialled upstream connection; it reports false, closing up, when the
+// connection was closed meanwhile.
+func (c *conn) setUpstream(up net.Conn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		up.Close()
+		return false
+	}
+	c.up = up
+	return true
+}
+
+// close closes both sides; it is safe from any goroutine and more than once.
 func (c *conn) close() {
-	c.closeOnce.Do(func() {
-		c.client.Close()
-		if c.up != nil {
-			c.up.Close()
-		}
-	})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	c.closed = true
+	c.client.Close()
+	if c.up != nil {
+		c.up.Close()
+	}
 }
 
 // refuse answers the client's first request with a HostUnreachable error, so that the driver
