@@ -6,6 +6,7 @@ package adapters
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
@@ -78,4 +79,14 @@ type Store interface {
 	Normalize(doc bson.D) (bson.D, error)
 	// Close releases the store's connections.
 	Close(ctx context.Context) error
+}
+
+// KeyString renders a key as a canonical string (MongoDB Extended JSON, canonical mode), so that
+// keys of different BSON types never collide: "1" and 1 differ.
+func KeyString(k Key) string {
+	b, err := bson.MarshalExtJSON(bson.D{{Key: "k", Value: k}}, true, false)
+	if err != nil {
+		return fmt.Sprintf("%T:%v", k, k)
+	}
+	return string(b[len(`{"k":`) : len(b)-1])
 }
