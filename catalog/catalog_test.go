@@ -260,3 +260,28 @@ func TestDeadLetters(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), n)
 }
+
+// TestInterruptedChangeIsCompleted: a process that claimed a change (wrote its audit entry) and
+// died before applying it leaves the migration one revision behind; the next change completes
+// the claimed one and reports a conflict, so the caller re-reads and decides again.
+func TestInterruptedChangeIsCompleted(t *testing.T) {
+	c, name := open(t)
+	ctx := context.Background()
+	_, err := c.RegisterSpec(ctx, "users", "v1", "x", "t")
+	require.NoError(t, err)
+	m, err := c.Migration(ctx, "users")
+	require.NoError(t, err)
+	_, err = client.Database(name).Collection("audit").InsertOne(ctx, catalog.AuditEntry{
+		ID: fmt.Sprintf("users#%d", m.Revision+1), Migration: "users", Kind: "phase",
+		From: "off", To: "shadow", Who: "crashed", Why: "died before applying", At: time.Now(), Revision: m.Revision + 1,
+	})
+	require.NoError(t, err)
+
+	err = c.SetPhase(ctx, "users", "off", "dual", "me", "later")
+	assert.ErrorIs(t, err, catalog.ErrConflict)
+	m2, err := c.Migration(ctx, "users")
+	require.NoError(t, err)
+	assert.Equal(t, "shadow", m2.Phase, "the claimed change was completed")
+	assert.Equal(t, m.Revision+1, m2.Revision)
+	require.NoError(t, c.SetPhase(ctx, "users", "shadow", "dual", "me", "now"))
+}
