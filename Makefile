@@ -44,9 +44,9 @@ lint:
 ## clients: pymongo in .venv and the Node.js driver in clients/node_modules, installed once.
 clients: $(VENV)/.installed clients/node_modules/.installed
 
-$(VENV)/.installed: clients/requirements.txt
+$(VENV)/.installed: clients/requirements.txt testenv/requirements.txt
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r clients/requirements.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r clients/requirements.txt -r testenv/requirements.txt
 	touch $@
 
 clients/node_modules/.installed: clients/package.json clients/package-lock.json
