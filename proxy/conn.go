@@ -91,7 +91,10 @@ func (c *conn) serve() {
 	}
 	c.requests.r = c.client
 	c.replies.r = up
-	c.log.Debug("connection open", "upstream", up.RemoteAddr().String())
+	debug := c.log.Enabled(context.Background(), slog.LevelDebug)
+	if debug {
+		c.log.Debug("connection open", "upstream", up.RemoteAddr().String())
+	}
 
 	replyErr := make(chan error, 1)
 	go func() {
@@ -113,7 +116,9 @@ func (c *conn) serve() {
 	rerr := <-replyErr
 	switch {
 	case err == nil || errors.Is(err, errDraining):
-		c.log.Debug("connection closed", "reason", reasonOf(err, rerr))
+		if debug {
+			c.log.Debug("connection closed", "reason", reasonOf(err, rerr))
+		}
 	case errors.Is(err, errIdle):
 		m.error(errKindIdleTimeout)
 		c.log.Info("connection closed after idle timeout", "idle_timeout", c.s.cfg.idleTimeout)
@@ -349,13 +354,13 @@ func (c *conn) close() {
 func (c *conn) refuse(cause error) {
 	_ = c.client.SetReadDeadline(time.Now().Add(5 * time.Second))
 	c.requests.r = c.client
-	_, h, err := c.requests.next()
+	frame, h, err := c.requests.next()
 	if err != nil {
 		return
 	}
 	op := h.opCode
 	if op == wiremessage.OpCompressed {
-		if msg, err := decode(c.requests.buf); err == nil {
+		if msg, err := decode(frame); err == nil {
 			op = msg.OpCode
 		}
 	}

@@ -48,12 +48,14 @@ func parseHeader(b []byte) header {
 	}
 }
 
-// frameReader reads whole wire messages from one stream into a buffer it reuses, so that
-// forwarding a message allocates nothing once the buffer has grown to the connection's usual
-// message size.
+// frameReader reads whole wire messages from one stream into a buffer it reuses. Each read
+// asks for all the room the buffer has, so a small message usually takes one read system call
+// (header and body together); bytes read past the message are kept for the next call.
 type frameReader struct {
 	r   io.Reader
-	buf []byte
+	buf []byte // buf[start:end] has been read but not yet returned
+	// start and end delimit the buffered bytes; next returns buf[:n] and sets start to n.
+	start, end int
 	// partial is set when the last error came after some bytes of a message had been read: the
 	// stream is then out of step and must be closed.
 	partial bool
@@ -66,16 +68,19 @@ const keepBuffer = 1 << 20
 // next returns the next whole message, header included. The slice is valid until the following
 // call. A clean end of stream before any byte of a message is returned as io.EOF.
 func (f *frameReader) next() ([]byte, header, error) {
-	if cap(f.buf) > keepBuffer {
-		f.buf = nil
+	if f.start > 0 { // drop the message returned last, keep what was read after it
+		f.end = copy(f.buf, f.buf[f.start:f.end])
+		f.start = 0
 	}
-	if cap(f.buf) < headerLen {
-		f.buf = make([]byte, headerLen, 4096)
+	if len(f.buf) > keepBuffer && f.end <= 4096 {
+		f.buf = append(make([]byte, 0, 4096), f.buf[:f.end]...)[:4096]
 	}
-	f.buf = f.buf[:headerLen]
+	if len(f.buf) < headerLen {
+		f.buf = make([]byte, 4096)
+	}
 	f.partial = false
-	if n, err := io.ReadFull(f.r, f.buf); err != nil {
-		f.partial = n > 0
+	if err := f.fill(headerLen, headerLen); err != nil {
+		f.partial = f.end > 0
 		return nil, header{}, err
 	}
 	f.partial = true
@@ -86,24 +91,39 @@ func (f *frameReader) next() ([]byte, header, error) {
 	case h.length > MaxMessageSize:
 		return nil, h, fmt.Errorf("%w: length %d", ErrFrameTooLarge, h.length)
 	}
-	// The buffer grows with the bytes that actually arrive, not with the length announced, so
-	// a peer that announces 48 MB and sends little cannot make the proxy allocate 48 MB.
 	n := int(h.length)
-	for len(f.buf) < n {
-		if len(f.buf) == cap(f.buf) {
-			nb := make([]byte, len(f.buf), min(max(2*cap(f.buf), 64<<10), n))
-			copy(nb, f.buf)
-			f.buf = nb
+	if err := f.fill(n, n); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
 		}
-		k, err := io.ReadFull(f.r, f.buf[len(f.buf):min(cap(f.buf), n)])
-		f.buf = f.buf[:len(f.buf)+k]
-		if err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return nil, h, fmt.Errorf("reading %d-byte %s body: %w", n, h.opCode, err)
-		}
+		return nil, h, fmt.Errorf("reading %d-byte %s body: %w", n, h.opCode, err)
 	}
 	f.partial = false
-	return f.buf, h, nil
+	f.start = n
+	return f.buf[:n], h, nil
+}
+
+// fill reads until at least n bytes are buffered, each read asking for all the room left. The
+// buffer grows with the bytes that actually arrive, never past limit, so a peer that announces
+// 48 MB and sends little cannot make the proxy allocate 48 MB.
+func (f *frameReader) fill(n, limit int) error {
+	for f.end < n {
+		if f.end == len(f.buf) {
+			nb := make([]byte, min(max(2*len(f.buf), 64<<10), limit))
+			copy(nb, f.buf[:f.end])
+			f.buf = nb
+		}
+		k, err := f.r.Read(f.buf[f.end:])
+		f.end += k
+		if f.end >= n {
+			return nil // an error that came with the last bytes is returned again by the next read
+		}
+		if err != nil {
+			if err == io.EOF && f.end > 0 {
+				return io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return nil
 }

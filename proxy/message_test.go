@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"io"
 	"testing"
+	"testing/iotest"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -216,6 +217,23 @@ func TestFrameReader(t *testing.T) {
 		_, _, err := fr.next()
 		assert.ErrorIs(t, err, io.EOF)
 		assert.False(t, fr.partial)
+	})
+	t.Run("one byte at a time, and with the error on the last read", func(t *testing.T) {
+		for _, r := range []io.Reader{
+			iotest.OneByteReader(bytes.NewReader(append(bytes.Clone(good), good...))),
+			iotest.DataErrReader(bytes.NewReader(append(bytes.Clone(good), good...))),
+			iotest.HalfReader(bytes.NewReader(append(bytes.Clone(good), good...))),
+		} {
+			fr := frameReader{r: r}
+			for i := 0; i < 2; i++ {
+				f, _, err := fr.next()
+				require.NoError(t, err)
+				assert.Equal(t, good, f)
+			}
+			_, _, err := fr.next()
+			assert.ErrorIs(t, err, io.EOF)
+			assert.False(t, fr.partial)
+		}
 	})
 	t.Run("oversized", func(t *testing.T) {
 		_, _, err := (&frameReader{r: bytes.NewReader(big)}).next()
