@@ -17,6 +17,7 @@ import (
 
 	"github.com/tandemdb/tandem/adapters"
 	"github.com/tandemdb/tandem/catalog"
+	"github.com/tandemdb/tandem/transform"
 )
 
 // Direction says which store is the source of a converge.
@@ -66,13 +67,6 @@ type Result struct {
 // Transform maps a document of one store to the shape of the other (transform.Spec's Forward
 // or Reverse).
 type Transform func(bson.D) (bson.D, error)
-
-// StepError is implemented by transform errors that name the failing step; its Step() appears
-// in dead letters.
-type StepError interface {
-	error
-	StepName() string
-}
 
 // DeadLetters is where documents that cannot be converged go (the catalog).
 type DeadLetters interface {
@@ -217,12 +211,16 @@ func permanent(err error) bool {
 	return errors.Is(err, adapters.ErrItemTooLarge) || errors.Is(err, adapters.ErrUnsupportedValue) || errors.Is(err, adapters.ErrKeyMissing)
 }
 
+// stepName names the failing transform step for a dead letter, e.g. "forward[3] convert age".
 func stepName(err error) string {
-	var se StepError
-	if errors.As(err, &se) {
-		return se.StepName()
+	var se *transform.StepError
+	if !errors.As(err, &se) {
+		return "transform"
 	}
-	return "transform"
+	if se.Step < 0 {
+		return se.Direction + " key " + se.Path
+	}
+	return fmt.Sprintf("%s[%d] %s %s", se.Direction, se.Step, se.Kind, se.Path)
 }
 
 // deadLetter records a key that cannot be converged. Failing to record it is an error: a
