@@ -42,6 +42,7 @@ var (
 	nameRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
 	tableRE   = regexp.MustCompile(`^[A-Za-z0-9_.-]{3,255}$`)
 	regionRE  = regexp.MustCompile(`^[a-z0-9-]+$`)
+	intRE     = regexp.MustCompile(`^[-+]?[0-9_]+$`)
 	yamlErrRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 )
 
@@ -217,9 +218,13 @@ func (p *parser) endpoint(m map[string]entry, key string, root *yaml.Node, kinds
 		p.add(root, key, ErrRequired, "required")
 		return Endpoint{}
 	}
+	before := len(p.errs)
 	em, ok := p.mapping(e.val, key, kinds, "key")
 	if !ok {
 		return Endpoint{}
+	}
+	if len(em) == 0 && len(p.errs) > before {
+		return Endpoint{} // only unknown keys, reported already
 	}
 	var present []string
 	for _, k := range kinds {
@@ -588,6 +593,10 @@ func (p *parser) constant(n *yaml.Node, path string) (any, bool) {
 			}
 			return i, true
 		case "!!float":
+			if intRE.MatchString(n.Value) { // YAML reads an integer beyond uint64 as a float
+				p.add(n, path, ErrInvalidValue, "integer %s does not fit int64", n.Value)
+				return nil, false
+			}
 			var f float64
 			if err := n.Decode(&f); err == nil {
 				return f, true
