@@ -2,6 +2,7 @@ package transform
 
 import (
 	"math"
+	"sync"
 	"testing"
 	"time"
 
@@ -196,4 +197,28 @@ func ints(n int) bson.A {
 		a[i] = int32(i)
 	}
 	return a
+}
+
+// A Spec is shared by every converge worker: Forward and Reverse must be safe concurrently
+// (run with -race).
+func TestConcurrentUse(t *testing.T) {
+	spec := parseBody(t, benchSpec)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				d := benchDoc()
+				d[0].Value = int64(g*1000 + i)
+				fwd, err := spec.Forward(d)
+				if !assert.NoError(t, err) {
+					return
+				}
+				back, err := spec.Reverse(fwd)
+				if !assert.NoError(t, err) || !assert.True(t, Equal(d, back)) {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

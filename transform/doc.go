@@ -52,8 +52,8 @@
 //
 // Constants are YAML values: integers become int32 when they fit and int64 otherwise, floats
 // double, true/false bool, null null, mappings documents (in YAML order), sequences arrays, and
-// everything else, timestamps-looking strings included, strings. For a date, compute it with CEL:
-// timestamp("2024-01-01T00:00:00Z").
+// other scalars strings; an unquoted 2024-01-01 is a string too. For a date constant, compute it
+// with CEL: timestamp("2024-01-01T00:00:00Z").
 //
 // # Conversions
 //
@@ -99,9 +99,9 @@
 //
 // Removing a field (rename's source, drop, on_error: drop) that leaves its embedded document
 // empty removes that document too, and so on upwards (never the top level). This makes a move
-// into a new embedded document reversible: {x: 1} → {p: {x: 1}} → {x: 1}. The price: a document
-// that was already empty on the way to a destination, {p: {}} with rename x → p.x, comes back
-// without it.
+// into a new embedded document reversible: {x: 1} → {p: {x: 1}} → {x: 1}, and likewise the drop
+// that reverses a set or compute of p.v. The price: a document that was already empty on the way
+// to a field a step writes ({p: {}} with rename x → p.x, or set p.v) comes back without it.
 //
 // # CEL
 //

@@ -24,7 +24,7 @@ import (
 func Parse(filename string, data []byte) (*Spec, error) {
 	sum := sha256.Sum256(data)
 	s := &Spec{File: filename, Version: hex.EncodeToString(sum[:])[:16]}
-	p := &parser{file: filename}
+	p := &parser{file: filename, aliasBudget: 1000}
 	if root := p.document(data); root != nil {
 		p.spec(root, s)
 	}
@@ -50,6 +50,8 @@ var (
 type parser struct {
 	file string
 	errs SpecErrors
+	// aliasBudget is how many more aliases constants may expand, against "billion laughs".
+	aliasBudget int
 }
 
 // entry is one key: value pair of a mapping.
@@ -316,7 +318,10 @@ func (p *parser) key(m map[string]entry, root *yaml.Node, target Endpoint) Key {
 		return k
 	}
 	field := func(name string) (string, bool) {
-		v, n := p.text(km, name, "key", e.key, false)
+		if _, ok := km[name]; !ok {
+			return "", false
+		}
+		v, n := p.text(km, name, "key", e.key, true)
 		if v == "" {
 			return "", false
 		}
@@ -571,6 +576,22 @@ func (p *parser) path(m map[string]entry, key, parent string, at *yaml.Node, key
 // otherwise, floats double, mappings documents in their YAML order, sequences arrays. Strings
 // that look like timestamps stay strings.
 func (p *parser) constant(n *yaml.Node, path string) (any, bool) {
+	return p.constantAt(n, path, path, 0)
+}
+
+// maxConstantDepth bounds the nesting of a constant, which also stops an alias that refers to
+// a mapping holding it.
+const maxConstantDepth = 64
+
+// constantAt converts n, found at path inside the constant at top, depth levels down.
+func (p *parser) constantAt(n *yaml.Node, top, path string, depth int) (any, bool) {
+	if n.Kind == yaml.AliasNode {
+		p.aliasBudget--
+	}
+	if depth > maxConstantDepth || p.aliasBudget < 0 {
+		p.add(n, top, ErrInvalidValue, "value nested deeper than %d levels, or aliases expand too far", maxConstantDepth)
+		return nil, false
+	}
 	n = deref(n)
 	switch n.Kind {
 	case yaml.ScalarNode:
@@ -615,7 +636,7 @@ func (p *parser) constant(n *yaml.Node, path string) (any, bool) {
 		a := make(bson.A, 0, len(n.Content))
 		ok := true
 		for i, c := range n.Content {
-			v, vok := p.constant(c, fmt.Sprintf("%s[%d]", path, i))
+			v, vok := p.constantAt(c, top, fmt.Sprintf("%s[%d]", path, i), depth+1)
 			ok = ok && vok
 			a = append(a, v)
 		}
@@ -640,7 +661,7 @@ func (p *parser) constant(n *yaml.Node, path string) (any, bool) {
 				ok = false
 				continue
 			}
-			v, vok := p.constant(n.Content[i+1], kp)
+			v, vok := p.constantAt(n.Content[i+1], top, kp, depth+1)
 			ok = ok && vok
 			d = append(d, bson.E{Key: k.Value, Value: v})
 		}

@@ -74,6 +74,8 @@ func TestParseRejects(t *testing.T) {
 		{"key.target with dynamodb", ddb("key: {partition: pk, target: x}\n" + okStep), ErrInvalidValue, 4, 22, "key.target", "only for a mongodb target"},
 		{"key.partition with mongodb", body("key: {partition: pk}\n" + okStep), ErrInvalidValue, 4, 7, "key.partition", "only for a dynamodb target"},
 		{"key.sort with mongodb", body("key: {sort: {attribute: sk, value: x}}\n" + okStep), ErrInvalidValue, 4, 7, "key.sort", "only for a dynamodb target"},
+		{"empty partition", ddb("key: {partition: \"\"}\n" + okStep), ErrRequired, 4, 18, "key.partition", "must not be empty"},
+		{"empty key source", body("key: {source: \"\"}\n" + okStep), ErrRequired, 4, 15, "key.source", "must not be empty"},
 		{"nested key field", body("key: {source: a.b}\n" + okStep), ErrInvalidValue, 4, 15, "key.source", "top-level field"},
 		{"unknown key setting", body("key: {primary: x}\n" + okStep), ErrUnknownKey, 4, 7, "key.primary", "unknown key"},
 		{"sort without value", ddb("key: {partition: pk, sort: {attribute: sk}}\n" + okStep), ErrRequired, 4, 22, "key.sort.value", "required"},
@@ -114,6 +116,7 @@ func TestParseRejects(t *testing.T) {
 		{"integer beyond int64", body("forward:\n  - set: {path: a, value: 99999999999999999999}\n"), ErrInvalidValue, 5, 27, "forward[0].set.value", "does not fit int64"},
 		{"constant with a $ field", body("forward:\n  - set: {path: a, value: {$set: 1}}\n"), ErrInvalidValue, 5, 28, "forward[0].set.value.$set", "must not start with $"},
 		{"constant with a custom tag", body("forward:\n  - default: {path: a, value: !date 2024-01-01}\n"), ErrInvalidValue, 5, 31, "forward[0].default.value", "cannot use !date"},
+		{"recursive alias", body("forward:\n  - set: &a {path: a, value: [*a]}\n"), ErrInvalidValue, 5, 31, "forward[0].set.value", "aliases expand too far"},
 		{"convert without to", body("forward:\n  - convert: {path: a, from: int32}\n"), ErrRequired, 5, 5, "forward[0].convert.to", "required"},
 		{"unknown type", body("forward:\n  - convert: {path: a, from: int32, to: int}\n"), ErrInvalidValue, 5, 41, "forward[0].convert.to", `unknown type "int"`},
 		{"unknown from type", body("forward:\n  - convert: {path: a, from: long, to: int64}\n"), ErrInvalidValue, 5, 30, "forward[0].convert.from", `unknown type "long"`},
@@ -338,4 +341,24 @@ func TestLoad(t *testing.T) {
 
 	_, err = Load(filepath.Join(dir, "missing.yaml"))
 	assert.ErrorIs(t, err, os.ErrNotExist)
+}
+
+// Parse never panics and either returns a spec or at least one located problem.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(body(okStep)))
+	f.Add([]byte(ddb("key: {partition: pk, sort: {attribute: sk, value: 1}}\nforward:\n  - convert: {path: a, to: int64, on_error: default, default: {x: [1]}}\nreverse: []\n")))
+	f.Add([]byte(body("forward:\n  - set: &a {path: a, value: *a}\n")))
+	f.Add([]byte(body("forward:\n  - compute: {path: a, expr: 'doc.x.split(\"@\")[1]'}\n  - {}\n")))
+	f.Add([]byte("name: [\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		spec, err := Parse("fuzz.yaml", data)
+		if err == nil {
+			require.NotNil(t, spec)
+			require.NotEmpty(t, spec.Steps())
+			return
+		}
+		var errs SpecErrors
+		require.ErrorAs(t, err, &errs)
+		require.NotEmpty(t, errs)
+	})
 }
