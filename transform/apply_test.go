@@ -222,3 +222,29 @@ func TestConcurrentUse(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// Only the fields an expression selects are converted for CEL; any other use of doc converts
+// the whole document.
+func TestSelectedFields(t *testing.T) {
+	cases := []struct {
+		expr string
+		want []string
+	}{
+		{`doc.a + doc.b.c`, []string{"a", "b"}},
+		{`has(doc.a) ? doc.a : doc.a2`, []string{"a", "a2"}},
+		{`doc.l.map(x, x * 2)`, []string{"l"}},
+		{`1 + 2`, []string{}},
+		{`size(doc)`, nil},
+		{`"a" in doc`, nil},
+		{`doc["a"]`, nil},
+		{`doc.a + size(doc)`, nil},
+		{`doc.exists(k, k == "a")`, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.expr, func(t *testing.T) {
+			p, err := compileCEL(tc.expr)
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, p.fields)
+		})
+	}
+}

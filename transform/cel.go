@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/cel-go/cel"
+	celast "github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/common/types/traits"
@@ -30,9 +31,17 @@ var celEnv = sync.OnceValues(func() (*cel.Env, error) {
 	)
 })
 
+// celProgram is a compiled compute expression.
+type celProgram struct {
+	prg cel.Program
+	// fields lists the top-level fields the expression reads when it only ever uses doc as
+	// doc.FIELD, so that only those are converted for CEL; nil means the whole document.
+	fields []string
+}
+
 // compileCEL type-checks expr and plans it once, for every document; the error carries CEL's
 // own messages, one per problem, with positions inside the expression.
-func compileCEL(expr string) (cel.Program, error) {
+func compileCEL(expr string) (*celProgram, error) {
 	env, err := celEnv()
 	if err != nil {
 		return nil, fmt.Errorf("%w: environment: %v", ErrCEL, err)
@@ -49,12 +58,44 @@ func compileCEL(expr string) (cel.Program, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCEL, err)
 	}
-	return prg, nil
+	return &celProgram{prg: prg, fields: selectedFields(ast)}, nil
 }
 
-// evalCEL runs prg over doc and returns the result as a BSON value.
-func evalCEL(prg cel.Program, doc bson.D) (any, error) {
-	out, _, err := prg.Eval(map[string]any{"doc": celDoc(doc)})
+// selectedFields returns the fields of every doc.FIELD in the expression, or nil when doc is
+// also used whole (size(doc), "x" in doc, doc.map(…), doc["x"]). A comprehension variable
+// that shadows doc can only make the answer nil or add fields, which is harmless.
+func selectedFields(a *cel.Ast) []string {
+	fields := []string{}
+	root := celast.NavigateAST(a.NativeRep())
+	for _, id := range celast.MatchDescendants(root, celast.KindMatcher(celast.IdentKind)) {
+		if id.AsIdent() != "doc" {
+			continue
+		}
+		parent, ok := id.Parent()
+		if !ok || parent.Kind() != celast.SelectKind {
+			return nil
+		}
+		if f := parent.AsSelect().FieldName(); !slices.Contains(fields, f) {
+			fields = append(fields, f)
+		}
+	}
+	return fields
+}
+
+// evalCEL runs the program over doc and returns the result as a BSON value.
+func evalCEL(p *celProgram, doc bson.D) (any, error) {
+	var m map[string]any
+	if p.fields == nil {
+		m = celDoc(doc)
+	} else {
+		m = make(map[string]any, len(p.fields))
+		for _, f := range p.fields {
+			if i := indexOf(doc, f); i >= 0 {
+				m[f] = toCEL(doc[i].Value)
+			}
+		}
+	}
+	out, _, err := p.prg.Eval(map[string]any{"doc": m})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCEL, err)
 	}

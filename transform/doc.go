@@ -72,7 +72,8 @@
 //	date       -> string (RFC 3339 with milliseconds, UTC; years 0-9999), int64 (epoch ms)
 //	objectId   -> string (24 lowercase hex digits)
 //
-// Exact means no rounding, truncation or wrapping: double 1.5 to int32 fails, "abc" to int32
+// Exact means no rounding, truncation or wrapping (a NaN's payload bits are the one thing not
+// kept): double 1.5 to int32 fails, "abc" to int32
 // fails, int64 2^31 to int32 fails. A decimal string (or decimal128) converts to double only if
 // it is the shortest form of that double: "0.1" does, "0.30000000000000001" does not.
 //
@@ -111,5 +112,14 @@
 // timestamp, decimal128 → string, binary → bytes, documents → maps and arrays → lists. Results
 // come back as int → int64 (never narrowed), uint → int64, bytes → binary, timestamp → date, list
 // → array, map → document with sorted keys. Each evaluation is capped at CELCostLimit; errors,
-// including a missing field, fail the step with ErrCEL.
+// including a missing field, fail the step with ErrCEL. An expression that uses doc only as
+// doc.FIELD gets only those fields converted, so its cost does not grow with the document.
+//
+// # Keys
+//
+// Forward first checks that the document has key.source (else ErrMissingKey), runs the steps,
+// then renames key.source to key.target (MongoDB) or to the partition attribute (DynamoDB) in
+// place, and inserts the constant sort attribute right after it. A document that already holds
+// a field of that name fails with ErrKeyConflict rather than lose it. Reverse undoes this
+// first (the sort attribute must hold the constant), then runs the reverse steps.
 package transform

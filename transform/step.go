@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/google/cel-go/cel"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -43,7 +42,7 @@ type step struct {
 	onError    string
 	onErrorDef any // convert with on_error: default
 	expr       string
-	prog       cel.Program
+	prog       *celProgram
 }
 
 func (s *step) info(i int) StepInfo {
