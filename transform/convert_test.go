@@ -279,3 +279,21 @@ func TestLossyPairsDoNotRoundTrip(t *testing.T) {
 		})
 	}
 }
+
+// An unquoted `on_error: null` is YAML's null value; it must still select the null policy
+// rather than silently falling back to fail.
+func TestUnquotedOnErrorNullMeansNullPolicy(t *testing.T) {
+	for _, v := range []string{"null", `"null"`, "Null"} {
+		spec, err := Parse("s.yaml", []byte(`name: s
+source: {mongodb: {uri: "mongodb://x/", database: d, collection: a}}
+target: {mongodb: {uri: "mongodb://x/", database: d, collection: b}}
+forward:
+  - convert: {path: age, from: int32, to: int64, on_error: `+v+`}
+reverse: []
+`))
+		require.NoError(t, err, v)
+		out, err := spec.Forward(bson.D{{Key: "_id", Value: "k"}, {Key: "age", Value: "thirty"}})
+		require.NoError(t, err, v)
+		assert.Equal(t, bson.D{{Key: "_id", Value: "k"}, {Key: "age", Value: nil}}, out, v)
+	}
+}

@@ -527,7 +527,10 @@ func (p *parser) convertStep(st *step, bm map[string]entry, e entry, path string
 				st.convFrom, st.convTo, st.convFrom, strings.Join(to, ", "))
 		}
 	}
-	if st.onError = p.oneOf(bm, "on_error", path, e.key, onErrorPolicies, false, "on_error policy"); st.onError == "" {
+	// An unquoted `on_error: null` is YAML's null, not the string: it still means the null policy.
+	if oe, ok := bm["on_error"]; ok && deref(oe.val).ShortTag() == "!!null" && strings.EqualFold(deref(oe.val).Value, "null") {
+		st.onError = OnErrorNull
+	} else if st.onError = p.oneOf(bm, "on_error", path, e.key, onErrorPolicies, false, "on_error policy"); st.onError == "" {
 		st.onError = OnErrorFail
 	}
 	def, hasDef := bm["default"]
