@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -154,8 +155,7 @@ func NewDynamoStore(ctx context.Context, table, keyAttr string, opts ...DynamoOp
 		s.api = cfg.client
 		return s, nil
 	}
-	s.transport = http.DefaultTransport.(*http.Transport).Clone()
-	loadOpts := []func(*config.LoadOptions) error{config.WithHTTPClient(&http.Client{Transport: s.transport})}
+	var loadOpts []func(*config.LoadOptions) error
 	if cfg.region != "" {
 		loadOpts = append(loadOpts, config.WithRegion(cfg.region))
 	}
@@ -169,6 +169,15 @@ func NewDynamoStore(ctx context.Context, table, keyAttr string, opts ...DynamoOp
 	}
 	if awsCfg.Region == "" {
 		return nil, fmt.Errorf("dynamodb %s: no region (use DynamoRegion or set AWS_REGION)", table)
+	}
+	// Keep the SDK's transport (with AWS_CA_BUNDLE and its timeouts applied) but own it, so that
+	// Close can close its idle connections. Like the SDK's client, follow no redirects.
+	if bc, ok := awsCfg.HTTPClient.(*awshttp.BuildableClient); ok {
+		s.transport = bc.GetTransport()
+		awsCfg.HTTPClient = &http.Client{
+			Transport:     s.transport,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
 	}
 	s.api = dynamodb.NewFromConfig(awsCfg, func(o *dynamodb.Options) {
 		if cfg.endpoint != "" {

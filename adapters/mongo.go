@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -16,6 +17,12 @@ import (
 
 // MongoMaxDocumentSize is MongoDB's document size limit (maxBsonObjectSize), 16 MiB of BSON.
 const MongoMaxDocumentSize = 16 * 1024 * 1024
+
+// ferretDBWriteChunk caps BulkWrite's chunks on FerretDB. FerretDB v1.24 keeps one SQLite
+// connection per update that matches a document until its update command ends, from a pool of
+// 100 that the whole server shares: an update command with ~100 matching replaces deadlocks
+// (internal/handler/msg_update.go, updateDocument). 25 leaves room for 3 more such commands.
+const ferretDBWriteChunk = 25
 
 // MongoStore is a Store over one MongoDB collection, keyed by one top-level field (default
 // _id). Documents are stored as they are; Normalize only does what the server does on write.
@@ -27,6 +34,10 @@ type MongoStore struct {
 	writeChunk int
 	getChunk   int
 	samples    int
+
+	serverMu sync.Mutex
+	probed   bool // whether isFerretDB has asked the server
+	ferretDB bool
 }
 
 type mongoConfig struct {
@@ -50,7 +61,8 @@ func MongoKeyField(field string) MongoOption { return func(c *mongoConfig) { c.k
 // the caller owns the client.
 func MongoOwnsClient() MongoOption { return func(c *mongoConfig) { c.ownsClient = true } }
 
-// MongoWriteChunk sets how many writes one bulkWrite command of BulkWrite carries. Default 1000.
+// MongoWriteChunk sets how many writes one bulkWrite command of BulkWrite carries. Default 1000;
+// on FerretDB (detected by buildInfo) at most 25, as larger update commands can deadlock it.
 func MongoWriteChunk(n int) MongoOption { return func(c *mongoConfig) { c.writeChunk = n } }
 
 // MongoGetChunk sets how many keys one $in query of BatchGet carries. Default 1000.
@@ -243,12 +255,33 @@ func (s *MongoStore) BulkWrite(ctx context.Context, ops []WriteOp) error {
 		}
 		models[i] = mongo.NewReplaceOneModel().SetFilter(s.filter(key)).SetReplacement(raw).SetUpsert(true)
 	}
-	for chunk := range slices.Chunk(models, s.writeChunk) {
+	size := s.writeChunk
+	if s.isFerretDB(ctx) {
+		size = min(size, ferretDBWriteChunk)
+	}
+	for chunk := range slices.Chunk(models, size) {
 		if _, err := s.coll.BulkWrite(ctx, chunk, options.BulkWrite().SetOrdered(false)); err != nil {
 			return s.errf("bulk write", nil, err)
 		}
 	}
 	return nil
+}
+
+// isFerretDB reports whether the server is FerretDB (its buildInfo has ferretdbVersion). It asks
+// once; a failed probe counts as MongoDB and is tried again next time.
+func (s *MongoStore) isFerretDB(ctx context.Context) bool {
+	s.serverMu.Lock()
+	defer s.serverMu.Unlock()
+	if !s.probed {
+		raw, err := s.coll.Database().Client().Database("admin").
+			RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Raw()
+		if err != nil {
+			return false
+		}
+		_, lookupErr := raw.LookupErr("ferretdbVersion")
+		s.probed, s.ferretDB = true, lookupErr == nil
+	}
+	return s.ferretDB
 }
 
 // Scan reads the documents of the key range [p.Min, p.Max) sorted by key, after opts.After when
@@ -356,7 +389,7 @@ func typeClass(v any) int {
 var typeAliases = [][]string{
 	
 	1:  {"null"},
-	2:  {"double", "int", "long", "decimal"},
+	2:  {"number"},
 	3:  {"string"},
 	4:  {"object"},
 	6:  {"binData"},
