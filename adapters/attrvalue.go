@@ -247,14 +247,20 @@ func intN(i int64) types.AttributeValue {
 	return &types.AttributeValueMemberN{Value: strconv.FormatInt(i, 10)}
 }
 
-// doubleAV stores a double as N in plain decimal notation (shortest digits that read back as
-// the same double), or as $numberDouble when N cannot hold it: NaN, ±Inf, -0 and magnitudes
+// doubleAV stores a double as N: an integral one below 2^63 by its exact integer digits, any
+// other by the shortest plain decimal digits that read back as the same double (at most 17
+// significant digits, within DynamoDB's 38); or as $numberDouble when N cannot hold it: NaN, ±Inf, -0 and magnitudes
 // outside DynamoDB's number range.
 func doubleAV(f float64) types.AttributeValue {
 	abs := math.Abs(f)
 	if math.IsNaN(f) || math.IsInf(f, 0) || (f == 0 && math.Signbit(f)) ||
 		(f != 0 && (abs < dynamoMinMagnitude || abs >= dynamoMaxMagnitude)) {
 		return tagged(tagDouble, &types.AttributeValueMemberS{Value: formatDoubleTag(f)})
+	}
+	if f == math.Trunc(f) && abs < 1<<63 {
+		// Exact digits: the shortest ones of 6.555818746412595e17 end in …500, while its value,
+		// and so the int64 it reads back as, ends in …520.
+		return intN(int64(f))
 	}
 	return &types.AttributeValueMemberN{Value: strconv.FormatFloat(f, 'f', -1, 64)}
 }

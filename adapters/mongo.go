@@ -70,8 +70,8 @@ func MongoGetChunk(n int) MongoOption { return func(c *mongoConfig) { c.getChunk
 
 // MongoSampledPartitions makes Partitions choose split points from perPartition·n keys drawn
 // with $sample, one aggregation instead of n-1 sorted skips. Use it on MongoDB for large
-// collections; FerretDB gives no guarantee about $sample. Default 0: sorted skips, exact and
-// O(n·count) on the server.
+// collections. A server without $sample (FerretDB v1 answers NotImplemented) gets sorted skips.
+// Default 0: sorted skips, exact and O(n·count) on the server.
 func MongoSampledPartitions(perPartition int) MongoOption {
 	return func(c *mongoConfig) { c.samples = perPartition }
 }
@@ -444,6 +444,9 @@ func (s *MongoStore) Partitions(ctx context.Context, n int) ([]Partition, error)
 	var splits []Key
 	if s.samples > 0 {
 		splits, err = s.sampledSplits(ctx, n)
+		if stageUnsupported(err) {
+			splits, err = s.skipSplits(ctx, n)
+		}
 	} else {
 		splits, err = s.skipSplits(ctx, n)
 	}
@@ -525,6 +528,13 @@ func (s *MongoStore) sampledSplits(ctx context.Context, n int) ([]Key, error) {
 		}
 	}
 	return splits, nil
+}
+
+// stageUnsupported reports a server that lacks $sample: NotImplemented (FerretDB) or
+// "Unrecognized pipeline stage name".
+func stageUnsupported(err error) bool {
+	var se mongo.ServerError
+	return errors.As(err, &se) && (se.HasErrorCode(238) || se.HasErrorCode(40324))
 }
 
 // appendSplit appends k unless it equals the last split (splits come in key order).
