@@ -385,9 +385,10 @@ func typeClass(v any) int {
 	return 12 // JavaScript and the rest: after regex, before maxKey
 }
 
-// typeAliases are the $type names of each class that a key (never an array) can have.
+// typeAliases are the $type names of each class that a key (never an array) can have. minKey and
+// maxKey keys are left out, and numbers are "number" rather than double/int/long/decimal:
+// FerretDB v1 rejects the aliases minKey, maxKey and decimal.
 var typeAliases = [][]string{
-	
 	1:  {"null"},
 	2:  {"number"},
 	3:  {"string"},
@@ -398,7 +399,6 @@ var typeAliases = [][]string{
 	9:  {"date"},
 	10: {"timestamp"},
 	11: {"regex"},
-	
 }
 
 // laterTypes lists the $type names of the classes that sort after v's.

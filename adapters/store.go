@@ -1,6 +1,3 @@
-// Package adapters holds the Store interface through which every tandem path reads and writes
-// documents, and its MongoDB and DynamoDB implementations. Documents are bson.D in both, so a
-// transform never knows which store it writes to.
 package adapters
 
 import (
