@@ -193,10 +193,14 @@ func SkipOrFail(tb testing.TB, err error) {
 	if err == nil {
 		return
 	}
-	if errors.Is(err, ErrMotoMissing) && !MotoRequired() {
-		tb.Skipf("DynamoDB tests skipped: %v; run `make clients` to install moto", err)
+	switch {
+	case errors.Is(err, ErrMotoMissing) && !MotoRequired():
+		tb.Skipf("DynamoDB tests skipped: %v", err)
+	case errors.Is(err, ErrMotoMissing):
+		tb.Fatalf("%v; TANDEM_REQUIRE_MOTO or TANDEM_REQUIRE_CLIENTS is set, so this fails", err)
+	default:
+		tb.Fatalf("moto: %v", err)
 	}
-	tb.Fatalf("moto: %v (run `make clients` to install it)", err)
 }
 
 // StartMotoT starts moto for one test and stops it when the test ends; see SkipOrFail.

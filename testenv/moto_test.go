@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -84,4 +85,43 @@ func TestMotoExitsEarly(t *testing.T) {
 	require.Error(t, err)
 	assert.False(t, errors.Is(err, ErrMotoMissing), "a crash is not a missing install: %v", err)
 	assert.Contains(t, err.Error(), "boom")
+}
+
+// recordingTB records how a helper ended the test instead of ending it.
+type recordingTB struct {
+	testing.TB
+	skipped, failed string
+}
+
+func (r *recordingTB) Helper()                           {}
+func (r *recordingTB) Skipf(format string, args ...any)  { r.skipped = fmt.Sprintf(format, args...) }
+func (r *recordingTB) Fatalf(format string, args ...any) { r.failed = fmt.Sprintf(format, args...) }
+
+func TestSkipOrFail(t *testing.T) {
+	missing := fmt.Errorf("python x: %w", ErrMotoMissing)
+	tests := []struct {
+		name                  string
+		requireMoto, requireC string
+		err                   error
+		skip, fail            bool
+	}{
+		{"started", "", "", nil, false, false},
+		{"missing", "", "", missing, true, false},
+		{"missing, TANDEM_REQUIRE_MOTO", "1", "", missing, false, true},
+		{"missing, TANDEM_REQUIRE_CLIENTS", "", "1", missing, false, true},
+		{"crashed", "", "", errors.New("moto exited while starting"), false, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("TANDEM_REQUIRE_MOTO", tc.requireMoto)
+			t.Setenv("TANDEM_REQUIRE_CLIENTS", tc.requireC)
+			r := &recordingTB{TB: t}
+			SkipOrFail(r, tc.err)
+			assert.Equal(t, tc.skip, r.skipped != "", "skipped: %q", r.skipped)
+			assert.Equal(t, tc.fail, r.failed != "", "failed: %q", r.failed)
+			if tc.err != nil && errors.Is(tc.err, ErrMotoMissing) {
+				assert.Contains(t, r.skipped+r.failed, "make clients")
+			}
+		})
+	}
 }
