@@ -465,8 +465,11 @@ func (s *DynamoStore) BulkWrite(ctx context.Context, ops []WriteOp) error {
 		}
 		if op.Key != nil {
 			want, err := keyAV(op.Key)
-			if err != nil || keyCanon(want) != keyCanon(kav) {
-				return s.errf("bulk write: upsert", op.Key, fmt.Errorf("the document's key differs from the op's"))
+			if err != nil {
+				return s.errf("bulk write: upsert", op.Key, err)
+			}
+			if keyCanon(want) != keyCanon(kav) {
+				return s.errf("bulk write: upsert", op.Key, errors.New("the document's key differs from the op's"))
 			}
 		}
 		reqs[i] = types.WriteRequest{PutRequest: &types.PutRequest{Item: item}}
