@@ -32,10 +32,14 @@ test-go:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 20s ./proxy
 
-## bench: the proxy benchmark (direct vs raw forwarder vs tandem); results go in BENCHMARKS.md.
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./proxy
+## bench: every benchmark, in this order: the go test benchmarks of proxy, transform and adapters,
+## the proxy benchmark (direct vs raw forwarder vs tandem), the converge benchmark (converge vs
+## raw copy loops, MongoDB and DynamoDB on moto from .venv, installed here if missing). Results
+## and the commands behind them: BENCHMARKS.md.
+bench: $(VENV)/.installed
+	$(GO) test -run '^$$' -bench . -benchmem ./proxy ./transform ./adapters
 	$(GO) run ./bench/proxybench
+	$(GO) run ./bench/convergebench
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
