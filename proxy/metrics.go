@@ -6,34 +6,19 @@ import (
 
 // knownCommands are the command names that get their own metric label; any other name is
 // counted as "other", so a client cannot grow the label set without bound.
-var knownCommands = func() map[string]string {
-	names := []string{
-		"hello", "isMaster", "ismaster", "ping", "buildInfo", "buildinfo", "saslStart", "saslContinue",
-		"authenticate", "logout", "getnonce", "endSessions", "killSessions", "refreshSessions",
-		"startSession", "abortTransaction", "commitTransaction",
-		"find", "getMore", "killCursors", "aggregate", "count", "distinct", "mapReduce",
-		"insert", "update", "delete", "findAndModify", "bulkWrite",
-		"create", "drop", "dropDatabase", "renameCollection", "collMod",
-		"createIndexes", "dropIndexes", "listIndexes", "listCollections", "listDatabases",
-		"collStats", "dbStats", "serverStatus", "hostInfo", "getParameter", "setParameter",
-		"getLog", "getCmdLineOpts", "connectionStatus", "whatsmyuri", "explain", "validate",
-		"createUser", "updateUser", "dropUser", "usersInfo", "createRole", "dropRole", "rolesInfo",
-		"getLastError", "currentOp", "killOp", "shardCollection", "listShards", "atlasVersion",
-		"replSetGetStatus", "getFreeMonitoringStatus", "dataSize", "profile",
-	}
-	m := make(map[string]string, len(names))
-	for _, n := range names {
-		m[n] = n
-	}
-	return m
-}()
-
-// commandLabel returns the metric label for a command name without allocating.
-func commandLabel(name []byte) string {
-	if l, ok := knownCommands[string(name)]; ok {
-		return l
-	}
-	return "other"
+var knownCommands = []string{
+	"hello", "isMaster", "ismaster", "ping", "buildInfo", "buildinfo", "saslStart", "saslContinue",
+	"authenticate", "logout", "getnonce", "endSessions", "killSessions", "refreshSessions",
+	"startSession", "abortTransaction", "commitTransaction",
+	"find", "getMore", "killCursors", "aggregate", "count", "distinct", "mapReduce",
+	"insert", "update", "delete", "findAndModify", "bulkWrite",
+	"create", "drop", "dropDatabase", "renameCollection", "collMod",
+	"createIndexes", "dropIndexes", "listIndexes", "listCollections", "listDatabases",
+	"collStats", "dbStats", "serverStatus", "hostInfo", "getParameter", "setParameter",
+	"getLog", "getCmdLineOpts", "connectionStatus", "whatsmyuri", "explain", "validate",
+	"createUser", "updateUser", "dropUser", "usersInfo", "createRole", "dropRole", "rolesInfo",
+	"getLastError", "currentOp", "killOp", "shardCollection", "listShards", "atlasVersion",
+	"replSetGetStatus", "getFreeMonitoringStatus", "dataSize", "profile",
 }
 
 // Metrics are the proxy's Prometheus collectors. Register them with the caller's registry
@@ -119,8 +104,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		byCommand:    make(map[string]*commandMetrics, len(knownCommands)),
 		errorsByKind: make(map[string]prometheus.Counter, len(errorKinds)),
 	}
-	for _, label := range knownCommands {
-		m.byCommand[label] = m.newCommandMetrics(label)
+	for _, name := range knownCommands {
+		m.byCommand[name] = m.newCommandMetrics(name)
 	}
 	m.other = m.newCommandMetrics("other")
 	m.bytesIn = m.bytes.WithLabelValues("client_to_upstream")

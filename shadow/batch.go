@@ -9,6 +9,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/tandemdb/tandem/adapters"
+	"github.com/tandemdb/tandem/transform"
 )
 
 // ConvergeBatch converges many keys with one batched read of each store and one bulk write:
@@ -84,7 +85,7 @@ func (e *Engine) ConvergeBatch(ctx context.Context, keys []adapters.Key, dir Dir
 		}
 		have, exists := current[it.ks]
 		switch {
-		case want == nil && !exists, want != nil && exists && Equal(want, have):
+		case want == nil && !exists, want != nil && exists && transform.Equal(want, have):
 			results[i].Action = Unchanged
 		case want == nil:
 			results[i].Action = Deleted

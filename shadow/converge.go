@@ -187,7 +187,7 @@ func (e *Engine) convergeLocked(ctx context.Context, key adapters.Key, ks string
 		return res, fmt.Errorf("converge %s %s: reading target: %w", dir, ks, err)
 	}
 	switch {
-	case want == nil && have == nil, want != nil && have != nil && Equal(want, have):
+	case want == nil && have == nil, want != nil && have != nil && transform.Equal(want, have):
 		res.Action = Unchanged
 	case want == nil:
 		if err := dst.Delete(ctx, key); err != nil {

@@ -113,7 +113,7 @@ func (f *fixture) expectTarget(t *testing.T, key string) {
 	require.NoError(t, derr)
 	want, err := f.spec.Forward(src)
 	require.NoError(t, err)
-	assert.True(t, shadow.Equal(want, dst), "target %s: %v", key, shadow.Diff(want, dst))
+	assert.True(t, transform.Equal(want, dst), "target %s: %v", key, shadow.Diff(want, dst))
 }
 
 func TestConvergeLifecycle(t *testing.T) {
@@ -143,7 +143,7 @@ func TestConvergeLifecycle(t *testing.T) {
 	assert.Equal(t, shadow.Upserted, res.Action)
 	back, err := f.old.Get(ctx, "u9")
 	require.NoError(t, err)
-	assert.True(t, shadow.Equal(bson.D{{Key: "_id", Value: "u9"}, {Key: "name", Value: "Nine"}, {Key: "age", Value: int32(9)}}, back), "%v", back)
+	assert.True(t, transform.Equal(bson.D{{Key: "_id", Value: "u9"}, {Key: "name", Value: "Nine"}, {Key: "age", Value: int32(9)}}, back), "%v", back)
 	res, err = f.engine.Converge(ctx, "u9", shadow.Forward)
 	require.NoError(t, err)
 	assert.Equal(t, shadow.Unchanged, res.Action, "a round trip ends in a no-op: no loop between the two paths")

@@ -8,13 +8,9 @@ import (
 	"github.com/tandemdb/tandem/transform"
 )
 
-// Equal reports whether two documents hold the same fields with the same values and BSON
-// types, in any field order (MongoDB moves _id to the front; DynamoDB keeps no order).
-func Equal(a, b bson.D) bool { return transform.Equal(a, b) }
-
 // Diff lists the paths at which want and got differ, one line each ("profile.age: int32 18 !=
 // int64 18", "status: missing", "extra: unexpected"), descending into nested documents. It is
-// empty exactly when Equal(want, got).
+// empty exactly when transform.Equal(want, got).
 func Diff(want, got bson.D) []string {
 	var out []string
 	diffDocs("", want, got, &out)
