@@ -172,8 +172,12 @@ func run(nDocs, batchSize, rounds int, targets []string) error {
 							}
 							models = append(models, mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: out[0].Value}}).SetReplacement(out).SetUpsert(true))
 						}
-						if _, err := coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false)); err != nil {
-							return err
+						// 25 writes per command, as MongoStore sends to FerretDB, whose update of
+						// about 100 existing documents in one command deadlocks.
+						for chunk := range slices.Chunk(models, 25) {
+							if _, err := coll.BulkWrite(ctx, chunk, options.BulkWrite().SetOrdered(false)); err != nil {
+								return err
+							}
 						}
 					}
 					return nil
