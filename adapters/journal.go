@@ -1,0 +1,27 @@
+package adapters
+
+import (
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// JournalEntry is one record of the journal of changed keys: a key whose documents must be
+// converged, or a write whose keys the proxy could not name (Key nil, Filter set), which the
+// change-stream path covers.
+type JournalEntry struct {
+	// Migration names the migration the change belongs to.
+	Migration string `bson:"migration"`
+	// Key is the changed document's key in the source store; nil for an unkeyed write.
+	Key Key `bson:"key,omitempty"`
+	// Namespace is "database.collection" of the write.
+	Namespace string `bson:"ns"`
+	// Op is the write command: insert, update, delete or findAndModify.
+	Op string `bson:"op"`
+	// Filter is the write's filter when it named no key.
+	Filter bson.Raw `bson:"filter,omitempty"`
+	// Reason says why the entry was journaled: "queue_full", "converge_failed", "unkeyed_write".
+	Reason string `bson:"reason"`
+	// At is when the proxy saw the write.
+	At time.Time `bson:"at"`
+}
