@@ -235,11 +235,17 @@ func (e *Engine) deadLetter(ctx context.Context, res Result, ks string, dir Dire
 	if err != nil {
 		return res, fmt.Errorf("converge %s %s failed (%v) and could not be dead-lettered: %w", dir, ks, cause, err)
 	}
+	e.markDeadLettered(dir, ks)
+	e.cfg.Log.Warn("document dead-lettered", "migration", e.cfg.Migration, "direction", dir.String(), "key", ks, "step", step, "reason", cause.Error())
+	return res, nil
+}
+
+// markDeadLettered notes that a dead letter exists for the key, so that the next converge
+// that succeeds resolves it.
+func (e *Engine) markDeadLettered(dir Direction, ks string) {
 	e.mu.Lock()
 	e.deadLettered[dir.String()+"/"+ks] = struct{}{}
 	e.mu.Unlock()
-	e.cfg.Log.Warn("document dead-lettered", "migration", e.cfg.Migration, "direction", dir.String(), "key", ks, "step", step, "reason", cause.Error())
-	return res, nil
 }
 
 // resolve removes a key's dead letter after it converged, if this engine knows of one.

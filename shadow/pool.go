@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/tandemdb/tandem/adapters"
 )
@@ -18,6 +19,7 @@ type Pool struct {
 	e        *Engine
 	queues   []chan job
 	onResult func(Result, error)
+	timeout  time.Duration // per converge; 0: none
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -30,7 +32,9 @@ type job struct {
 	ctx  context.Context
 	key  adapters.Key
 	dir  Direction
-	done chan outcome // nil: report through onResult
+	done chan outcome // nil: report through report, else onResult
+	// report, when set, receives this job's outcome instead of onResult.
+	report func(Result, error)
 }
 
 type outcome struct {
@@ -42,6 +46,11 @@ type outcome struct {
 // depth keys (default 1024). onResult, optional, receives the outcome of every submitted (not
 // Do) converge, for instance to journal keys that failed to converge.
 func (e *Engine) NewPool(workers, depth int, onResult func(Result, error)) *Pool {
+	return e.newPool(workers, depth, onResult, 0)
+}
+
+// newPool is NewPool with a time limit on each submitted converge (0: none).
+func (e *Engine) newPool(workers, depth int, onResult func(Result, error), timeout time.Duration) *Pool {
 	if workers <= 0 {
 		workers = len(e.stripes)
 	}
@@ -49,7 +58,7 @@ func (e *Engine) NewPool(workers, depth int, onResult func(Result, error)) *Pool
 		depth = 1024
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &Pool{e: e, queues: make([]chan job, workers), onResult: onResult, ctx: ctx, cancel: cancel}
+	p := &Pool{e: e, queues: make([]chan job, workers), onResult: onResult, timeout: timeout, ctx: ctx, cancel: cancel}
 	for i := range p.queues {
 		p.queues[i] = make(chan job, depth)
 		p.wg.Add(1)
@@ -61,10 +70,18 @@ func (e *Engine) NewPool(workers, depth int, onResult func(Result, error)) *Pool
 func (p *Pool) work(q chan job) {
 	defer p.wg.Done()
 	for j := range q {
-		res, err := p.e.Converge(j.ctx, j.key, j.dir)
-		if j.done != nil {
+		ctx, cancel := j.ctx, context.CancelFunc(func() {})
+		if p.timeout > 0 && j.done == nil {
+			ctx, cancel = context.WithTimeout(ctx, p.timeout)
+		}
+		res, err := p.e.Converge(ctx, j.key, j.dir)
+		cancel()
+		switch {
+		case j.done != nil:
 			j.done <- outcome{res, err}
-		} else if p.onResult != nil {
+		case j.report != nil:
+			j.report(res, err)
+		case p.onResult != nil:
 			p.onResult(res, err)
 		}
 	}
@@ -92,13 +109,18 @@ func (p *Pool) Submit(ctx context.Context, key adapters.Key, dir Direction) erro
 // TrySubmit queues a converge if the key's queue has room and reports whether it did: the
 // caller keeps a key it could not queue (the shadow phase journals it instead).
 func (p *Pool) TrySubmit(key adapters.Key, dir Direction) bool {
+	return p.trySubmit(key, dir, nil)
+}
+
+// trySubmit is TrySubmit with a callback for this job's outcome (nil: onResult).
+func (p *Pool) trySubmit(key adapters.Key, dir Direction, report func(Result, error)) bool {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.closed {
 		return false
 	}
 	select {
-	case p.queue(key) <- job{ctx: p.ctx, key: key, dir: dir}:
+	case p.queue(key) <- job{ctx: p.ctx, key: key, dir: dir, report: report}:
 		return true
 	default:
 		return false
