@@ -24,4 +24,21 @@ type JournalEntry struct {
 	Reason string `bson:"reason"`
 	// At is when the proxy saw the write.
 	At time.Time `bson:"at"`
+	// Position is where Consume read the entry; zero when appending. Not encoded.
+	Position JournalPosition `bson:"-"`
 }
+
+// JournalPosition says where a consumer read an entry. It is set by KafkaJournal.Consume and is
+// never encoded: a producer leaves it zero.
+type JournalPosition struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	// HighWatermark is the partition's end offset (the offset the next record will get) when
+	// the entry was fetched.
+	HighWatermark int64
+}
+
+// Behind returns how many records followed the entry in its partition when it was fetched:
+// 0 means the consumer had caught up with the partition.
+func (p JournalPosition) Behind() int64 { return max(p.HighWatermark-p.Offset-1, 0) }
