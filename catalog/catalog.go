@@ -115,6 +115,7 @@ func (c *Catalog) ensureSchema(ctx context.Context) error {
 		collDeadLetters: {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "spec_version", Value: 1}}}},
 		collProgress:    {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "path", Value: 1}}}},
 		collReports:     {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "at", Value: 1}}}},
+		collLags:        {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "component", Value: 1}}}},
 	}
 	for coll, models := range indexes {
 		if _, err := c.db.Collection(coll).Indexes().CreateMany(ctx, models); err != nil {

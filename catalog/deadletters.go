@@ -74,13 +74,36 @@ type DeadLetterFilter struct {
 	// NotSpecVersion keeps only those recorded under another spec version: the ones worth
 	// retrying after a spec change. Optional.
 	NotSpecVersion string
+	// Direction keeps only those of one direction, "forward" or "reverse". Optional; empty
+	// means both.
+	Direction string
 	// Limit caps the result. Optional; 0 means no limit.
 	Limit int64
 }
 
+// Dead-letter directions.
+const (
+	DirectionForward = "forward"
+	DirectionReverse = "reverse"
+)
+
+// checkDirection refuses a direction that is neither empty nor a known one.
+func checkDirection(d string) error {
+	if d != "" && d != DirectionForward && d != DirectionReverse {
+		return fmt.Errorf("dead-letter direction %q: want %q or %q", d, DirectionForward, DirectionReverse)
+	}
+	return nil
+}
+
 // DeadLetters returns a migration's dead letters, oldest first.
 func (c *Catalog) DeadLetters(ctx context.Context, migration string, f DeadLetterFilter) ([]DeadLetter, error) {
+	if err := checkDirection(f.Direction); err != nil {
+		return nil, fmt.Errorf("reading dead letters of %s: %w", migration, err)
+	}
 	filter := bson.D{{Key: "migration", Value: migration}}
+	if f.Direction != "" {
+		filter = append(filter, bson.E{Key: "direction", Value: f.Direction})
+	}
 	if f.NotSpecVersion != "" {
 		filter = append(filter, bson.E{Key: "spec_version", Value: bson.D{{Key: "$ne", Value: f.NotSpecVersion}}})
 	}
@@ -104,6 +127,19 @@ func (c *Catalog) CountDeadLetters(ctx context.Context, migration string) (int64
 	n, err := c.db.Collection(collDeadLetters).CountDocuments(ctx, bson.D{{Key: "migration", Value: migration}})
 	if err != nil {
 		return 0, fmt.Errorf("counting dead letters of %s: %w", migration, err)
+	}
+	return n, nil
+}
+
+// CountDeadLettersByDirection returns how many dead letters a migration has in one direction,
+// "forward" or "reverse".
+func (c *Catalog) CountDeadLettersByDirection(ctx context.Context, migration, direction string) (int64, error) {
+	if direction != DirectionForward && direction != DirectionReverse {
+		return 0, fmt.Errorf("counting dead letters of %s: direction %q: want %q or %q", migration, direction, DirectionForward, DirectionReverse)
+	}
+	n, err := c.db.Collection(collDeadLetters).CountDocuments(ctx, bson.D{{Key: "migration", Value: migration}, {Key: "direction", Value: direction}})
+	if err != nil {
+		return 0, fmt.Errorf("counting %s dead letters of %s: %w", direction, migration, err)
 	}
 	return n, nil
 }

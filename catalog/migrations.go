@@ -11,15 +11,19 @@ import (
 )
 
 // Migration is one migration's current state. Revision counts the changes made to it; every
-// change (spec version, phase) is first claimed by inserting the audit entry with _id
+// change (spec version, phase, flags) is first claimed by inserting the audit entry with _id
 // "NAME#REVISION", which a unique _id lets only one process do, and then applied.
 type Migration struct {
-	Name        string    `bson:"_id"`
-	SpecVersion string    `bson:"spec_version"`
-	Phase       string    `bson:"phase"`
-	Revision    int64     `bson:"revision"`
-	CreatedAt   time.Time `bson:"created_at"`
-	UpdatedAt   time.Time `bson:"updated_at"`
+	Name        string `bson:"_id"`
+	SpecVersion string `bson:"spec_version"`
+	Phase       string `bson:"phase"`
+	// Flags holds the migration's other flags (read_source, shadow_read_percent, write_block)
+	// as the strings package flags parses; a flag never set is absent. The catalog does not
+	// interpret them.
+	Flags     map[string]string `bson:"flags,omitempty"`
+	Revision  int64             `bson:"revision"`
+	CreatedAt time.Time         `bson:"created_at"`
+	UpdatedAt time.Time         `bson:"updated_at"`
 }
 
 // SpecVersion is one stored version of a migration's spec.
@@ -34,7 +38,7 @@ type SpecVersion struct {
 type AuditEntry struct {
 	ID        string    `bson:"_id"`
 	Migration string    `bson:"migration"`
-	Kind      string    `bson:"kind"` // "spec", "phase", "flag"
+	Kind      string    `bson:"kind"` // "spec", "phase", "flags"
 	Subject   string    `bson:"subject,omitempty"`
 	From      string    `bson:"from"`
 	To        string    `bson:"to"`
@@ -42,6 +46,9 @@ type AuditEntry struct {
 	Why       string    `bson:"why"`
 	At        time.Time `bson:"at"`
 	Revision  int64     `bson:"revision,omitempty"` // the migration revision this change created
+	// Changes lists every flag a "flags" change set, with its value before and after; From, To
+	// and Subject then summarize them.
+	Changes []FlagChange `bson:"changes,omitempty"`
 }
 
 // PhaseOff is the phase of a migration that has just been registered.
@@ -124,7 +131,9 @@ func (c *Catalog) change(ctx context.Context, m Migration, e AuditEntry) error {
 	e.Migration = m.Name
 	e.Revision = m.Revision + 1
 	e.ID = fmt.Sprintf("%s#%d", m.Name, e.Revision)
-	e.At = c.now().UTC()
+	if e.At.IsZero() {
+		e.At = c.now().UTC()
+	}
 	if e.Who == "" {
 		e.Who = "unknown"
 	}
@@ -143,11 +152,18 @@ func (c *Catalog) change(ctx context.Context, m Migration, e AuditEntry) error {
 // apply sets the field a claimed audit entry changes, if the migration is still at the
 // revision before it.
 func (c *Catalog) apply(ctx context.Context, e AuditEntry) error {
+	set := bson.D{}
+	if e.Kind == kindFlags {
+		for _, ch := range e.Changes {
+			set = append(set, bson.E{Key: flagField(ch.Flag), Value: ch.To})
+		}
+	} else {
+		set = append(set, bson.E{Key: fieldOf[e.Kind], Value: e.To})
+	}
+	set = append(set, bson.E{Key: "revision", Value: e.Revision}, bson.E{Key: "updated_at", Value: e.At})
 	_, err := c.db.Collection(collMigrations).UpdateOne(ctx,
 		bson.D{{Key: "_id", Value: e.Migration}, {Key: "revision", Value: e.Revision - 1}},
-		bson.D{{Key: "$set", Value: bson.D{
-			{Key: fieldOf[e.Kind], Value: e.To}, {Key: "revision", Value: e.Revision}, {Key: "updated_at", Value: e.At},
-		}}})
+		bson.D{{Key: "$set", Value: set}})
 	if err != nil {
 		return fmt.Errorf("applying %s change of %s: %w", e.Kind, e.Migration, err)
 	}
@@ -162,6 +178,37 @@ func (c *Catalog) completeClaim(ctx context.Context, m Migration) error {
 		return fmt.Errorf("reading claimed change of %s: %w", m.Name, err)
 	}
 	return c.apply(ctx, e)
+}
+
+// Migrations returns every migration's current state, ordered by name.
+func (c *Catalog) Migrations(ctx context.Context) ([]Migration, error) {
+	cur, err := c.db.Collection(collMigrations).Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("listing migrations: %w", err)
+	}
+	var out []Migration
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, fmt.Errorf("listing migrations: %w", err)
+	}
+	return out, nil
+}
+
+// AuditNewest returns a migration's most recent audit entries, newest first, at most limit
+// (0: all).
+func (c *Catalog) AuditNewest(ctx context.Context, migration string, limit int64) ([]AuditEntry, error) {
+	opts := options.Find().SetSort(bson.D{{Key: "at", Value: -1}, {Key: "_id", Value: -1}})
+	if limit > 0 {
+		opts.SetLimit(limit)
+	}
+	cur, err := c.db.Collection(collAudit).Find(ctx, bson.D{{Key: "migration", Value: migration}}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("reading audit trail of %s: %w", migration, err)
+	}
+	var out []AuditEntry
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, fmt.Errorf("reading audit trail of %s: %w", migration, err)
+	}
+	return out, nil
 }
 
 // Audit returns a migration's audit trail, oldest first, at most limit entries (0: all).
