@@ -21,7 +21,7 @@ func TestSetFlagsChangesSeveralFlagsUnderOneRevision(t *testing.T) {
 	require.NoError(t, err)
 	m, err := c.Migration(ctx, "users")
 	require.NoError(t, err)
-	assert.Empty(t, m.Flags, "a new migration has no flags set")
+	assert.Equal(t, catalog.DefaultFlags(), m.Flags, "a new migration has the default flags")
 
 	got, err := c.SetFlags(ctx, "users", m.Revision, []catalog.FlagChange{
 		{Flag: "phase", To: "shadow"}, {Flag: "shadow_read_percent", To: "10"},
@@ -29,7 +29,7 @@ func TestSetFlagsChangesSeveralFlagsUnderOneRevision(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, m.Revision+1, got.Revision)
 	assert.Equal(t, "shadow", got.Phase)
-	assert.Equal(t, map[string]string{"shadow_read_percent": "10"}, got.Flags)
+	assert.Equal(t, map[string]string{"read_source": "old", "shadow_read_percent": "10", "write_block": "false"}, got.Flags)
 
 	stored, err := c.Migration(ctx, "users")
 	require.NoError(t, err)
@@ -39,11 +39,11 @@ func TestSetFlagsChangesSeveralFlagsUnderOneRevision(t *testing.T) {
 
 	// A rollback-like change of three flags, with From checked.
 	got, err = c.SetFlags(ctx, "users", stored.Revision, []catalog.FlagChange{
-		{Flag: "phase", From: "shadow", To: "off"}, {Flag: "read_source", To: "old"}, {Flag: "write_block", To: "false"},
+		{Flag: "phase", From: "shadow", To: "off"}, {Flag: "read_source", To: "new"}, {Flag: "write_block", To: "true"},
 	}, "bob", "rollback")
 	require.NoError(t, err)
 	assert.Equal(t, "off", got.Phase)
-	assert.Equal(t, map[string]string{"shadow_read_percent": "10", "read_source": "old", "write_block": "false"}, got.Flags)
+	assert.Equal(t, map[string]string{"shadow_read_percent": "10", "read_source": "new", "write_block": "true"}, got.Flags)
 
 	audit, err := c.Audit(ctx, "users", 0)
 	require.NoError(t, err)
@@ -55,10 +55,10 @@ func TestSetFlagsChangesSeveralFlagsUnderOneRevision(t *testing.T) {
 	assert.Equal(t, got.Revision, last.Revision)
 	assert.Equal(t, fmt.Sprintf("users#%d", got.Revision), last.ID)
 	assert.Equal(t, "phase,read_source,write_block", last.Subject)
-	assert.Equal(t, "phase=shadow read_source= write_block=", last.From)
-	assert.Equal(t, "phase=off read_source=old write_block=false", last.To)
+	assert.Equal(t, "phase=shadow read_source=old write_block=false", last.From)
+	assert.Equal(t, "phase=off read_source=new write_block=true", last.To)
 	assert.Equal(t, []catalog.FlagChange{
-		{Flag: "phase", From: "shadow", To: "off"}, {Flag: "read_source", From: "", To: "old"}, {Flag: "write_block", From: "", To: "false"},
+		{Flag: "phase", From: "shadow", To: "off"}, {Flag: "read_source", From: "old", To: "new"}, {Flag: "write_block", From: "false", To: "true"},
 	}, last.Changes)
 	single := audit[1]
 	assert.Equal(t, "phase,shadow_read_percent", single.Subject)
@@ -73,7 +73,7 @@ func TestSetFlagsChangesSeveralFlagsUnderOneRevision(t *testing.T) {
 	stored, err = c.Migration(ctx, "users")
 	require.NoError(t, err)
 	assert.Equal(t, "shadow", stored.Phase)
-	assert.Equal(t, "old", stored.Flags["read_source"])
+	assert.Equal(t, "new", stored.Flags["read_source"])
 
 	all, err := c.Migrations(ctx)
 	require.NoError(t, err)

@@ -54,6 +54,12 @@ type AuditEntry struct {
 // PhaseOff is the phase of a migration that has just been registered.
 const PhaseOff = "off"
 
+// DefaultFlags returns the flags a migration is registered with: everything on the old store
+// (the same values as package flags' Defaults).
+func DefaultFlags() map[string]string {
+	return map[string]string{"read_source": "old", "shadow_read_percent": "0", "write_block": "false"}
+}
+
 // fieldOf names the migrations field a change kind sets.
 var fieldOf = map[string]string{"spec": "spec_version", "phase": "phase"}
 
@@ -73,7 +79,7 @@ func (c *Catalog) RegisterSpec(ctx context.Context, migration, version, content,
 		return false, fmt.Errorf("storing spec %s@%s: %w", migration, version, err)
 	}
 	_, err = c.db.Collection(collMigrations).InsertOne(ctx, Migration{
-		Name: migration, Phase: PhaseOff, CreatedAt: now, UpdatedAt: now,
+		Name: migration, Phase: PhaseOff, Flags: DefaultFlags(), CreatedAt: now, UpdatedAt: now,
 	})
 	if err != nil && !mongo.IsDuplicateKeyError(err) {
 		return false, fmt.Errorf("creating migration %s: %w", migration, err)
