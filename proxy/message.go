@@ -39,6 +39,9 @@ type Message struct {
 	Database []byte
 	// Sequences counts the kind 1 (document sequence) sections of an OP_MSG.
 	Sequences int
+	// sections is an OP_MSG's sections as sent (checksum excluded), checked by decode; Sequence
+	// reads the kind 1 ones from it.
+	sections []byte
 	// replyHead holds OP_REPLY's fixed fields (responseFlags, cursorID, startingFrom,
 	// numberReturned) so a rewritten reply can keep them.
 	replyHead []byte
@@ -118,6 +121,7 @@ func decodeMsg(body []byte) (Message, error) {
 		}
 		rest = rest[:len(rest)-4]
 	}
+	m.sections = rest
 	for len(rest) > 0 {
 		kind := rest[0]
 		rest = rest[1:]
@@ -156,6 +160,49 @@ func decodeMsg(body []byte) (Message, error) {
 		m.Database = stringBytes(v)
 	}
 	return m, nil
+}
+
+// Sequence returns the documents of the OP_MSG kind 1 section whose identifier is id, in order
+// (https://github.com/mongodb/specifications/blob/master/source/message/OP_MSG.md#kind-1-document-sequence).
+// Drivers send a write's "documents", "updates" or "deletes" there rather than in the body, so
+// a reader of those fields must look in both places. ok is false when the message has no such
+// section. The documents point into the frame; only the slice holding them is allocated.
+func (m *Message) Sequence(id string) (docs []bsoncore.Document, ok bool, err error) {
+	for rest := m.sections; len(rest) > 0; {
+		kind := rest[0]
+		rest = rest[1:]
+		if kind == 0 {
+			if _, rest, err = readDocument(rest); err != nil {
+				return nil, false, err
+			}
+			continue
+		}
+		if kind != 1 || len(rest) < 4 {
+			return nil, false, fmt.Errorf("%w: OP_MSG section kind %d", ErrMalformed, kind)
+		}
+		size := int(int32(binary.LittleEndian.Uint32(rest)))
+		if size < 5 || size > len(rest) {
+			return nil, false, fmt.Errorf("%w: OP_MSG document sequence size %d outside the message", ErrMalformed, size)
+		}
+		seq := rest[4:size]
+		rest = rest[size:]
+		i := bytes.IndexByte(seq, 0)
+		if i < 0 || string(seq[:i]) != id {
+			continue
+		}
+		if ok {
+			return nil, false, fmt.Errorf("%w: OP_MSG has two document sequences %q", ErrMalformed, id)
+		}
+		ok = true
+		for seq = seq[i+1:]; len(seq) > 0; {
+			var d bsoncore.Document
+			if d, seq, err = readDocument(seq); err != nil {
+				return nil, false, fmt.Errorf("OP_MSG document sequence %q: %w", id, err)
+			}
+			docs = append(docs, d)
+		}
+	}
+	return docs, ok, nil
 }
 
 // checkSequence checks a document sequence's identifier and that its documents tile it exactly.
