@@ -38,9 +38,17 @@ type ComparerConfig struct {
 	// Depth is the number of documents that may wait for a worker; Submit drops the rest.
 	// Optional; default 1024.
 	Depth int
-	// Timeout bounds the work on one document (reads, recheck, record and repair). Optional;
-	// default 5s.
+	// Timeout bounds the work on one document (reads, recheck, record and repair; Settle
+	// comes on top). Optional; default 5s.
 	Timeout time.Duration
+	// Settle, when positive, is how long a worker waits before rechecking a second time a
+	// difference that survived the first recheck, so that a converge still queued (an async
+	// shadow write, another proxy's, the change stream's) can land first; only a difference
+	// that survives both is a mismatch. Optional; default 0: no second recheck, right for the
+	// dual and cutover phases, where writes converge before the client's reply. In the shadow
+	// phase, set it to the expected converge lag, or read-after-write documents show up as
+	// mismatches (repaired, harmlessly, but counted).
+	Settle time.Duration
 	// OnCompared, optional, is told of every document compared (not of those dropped or
 	// failed), for instance to watch the mismatch rate. It runs on the workers: it must not
 	// block.
@@ -137,7 +145,7 @@ func (c *Comparer) work() {
 			c.count(readDropped)
 			continue
 		}
-		ctx, cancel := context.WithTimeout(c.ctx, c.cfg.Timeout)
+		ctx, cancel := context.WithTimeout(c.ctx, c.cfg.Timeout+c.cfg.Settle)
 		c.compare(ctx, raw)
 		cancel()
 	}
@@ -174,12 +182,34 @@ func (c *Comparer) compare(ctx context.Context, raw bson.Raw) {
 		c.fail(ks, "rechecking", err)
 		return
 	}
+	if !sameDoc(want, got) && c.cfg.Settle > 0 {
+		if err := c.settle(ctx); err != nil {
+			c.fail(ks, "settling", err)
+			return
+		}
+		if want, got, err = c.recheck(ctx, key, ks, doc, want); err != nil {
+			c.fail(ks, "rechecking", err)
+			return
+		}
+	}
 	if sameDoc(want, got) {
 		c.cfg.Log.Debug("shadow read differed, but not after a recheck (a write raced the read)", "migration", c.cfg.Migration, "key", ks)
 		c.compared(false)
 		return
 	}
 	c.mismatch(ctx, key, ks, docDiff(want, got))
+}
+
+// settle waits Settle, or until ctx ends.
+func (c *Comparer) settle(ctx context.Context) error {
+	t := time.NewTimer(c.cfg.Settle)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // forward returns the document the new store should hold for doc, as the new store returns it.

@@ -25,11 +25,15 @@ type comparerFixture struct {
 }
 
 func newComparer(t *testing.T, f *fixture, workers, depth int) *comparerFixture {
+	return newSettlingComparer(t, f, workers, depth, 0)
+}
+
+func newSettlingComparer(t *testing.T, f *fixture, workers, depth int, settle time.Duration) *comparerFixture {
 	t.Helper()
 	cf := &comparerFixture{fixture: f, reg: prometheus.NewRegistry()}
 	var err error
 	cf.c, err = shadow.NewComparer(shadow.ComparerConfig{
-		Engine: f.engine, Mismatches: f.cat, Workers: workers, Depth: depth, Metrics: shadow.NewMetrics(cf.reg),
+		Engine: f.engine, Mismatches: f.cat, Workers: workers, Depth: depth, Settle: settle, Metrics: shadow.NewMetrics(cf.reg),
 		OnCompared: func(mismatch bool) {
 			if mismatch {
 				cf.mismatched.Add(1)
@@ -93,9 +97,15 @@ func TestComparerMatch(t *testing.T) {
 }
 
 func TestComparerMismatchIsRecordedAndRepaired(t *testing.T) {
+	for _, settle := range []time.Duration{0, time.Millisecond} {
+		t.Run("settle "+settle.String(), func(t *testing.T) { testComparerMismatch(t, settle) })
+	}
+}
+
+func testComparerMismatch(t *testing.T, settle time.Duration) {
 	ctx := context.Background()
 	f := newFixture(t, "fail")
-	cf := newComparer(t, f, 0, 0)
+	cf := newSettlingComparer(t, f, 0, 0, settle)
 	// c1: new holds a wrong document; c2: new lacks the document.
 	f.seedConverged(t, "c1", 30)
 	require.NoError(t, f.new.Upsert(ctx, bson.D{
