@@ -1,0 +1,70 @@
+package flags_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/tandemdb/tandem/catalog"
+	"github.com/tandemdb/tandem/embedmongo"
+)
+
+var client *mongo.Client
+
+func TestMain(m *testing.M) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	store, err := embedmongo.Start(ctx, embedmongo.Options{})
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	client, err = mongo.Connect(options.Client().ApplyURI(store.URI()))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = client.Disconnect(context.Background())
+	store.Stop()
+	os.Exit(code)
+}
+
+var dbSeq atomic.Int64
+
+// newCatalog returns a catalog in a database of its own.
+func newCatalog(t testing.TB, opts ...catalog.Option) *catalog.Catalog {
+	t.Helper()
+	name := fmt.Sprintf("tandem_flags_test_%d", dbSeq.Add(1))
+	c, err := catalog.Open(context.Background(), client, append([]catalog.Option{catalog.WithDatabase(name)}, opts...)...)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = client.Database(name).Drop(context.Background()) })
+	return c
+}
+
+// register creates a migration (in phase off).
+func register(t testing.TB, c *catalog.Catalog, migration string) {
+	t.Helper()
+	_, err := c.RegisterSpec(context.Background(), migration, "v1", "name: "+migration, "test")
+	require.NoError(t, err)
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, deadline time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > deadline {
+			t.Fatalf("%s: not within %s", what, deadline)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Since(start)
+}
