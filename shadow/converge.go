@@ -3,6 +3,12 @@
 // exists, write its transform to the target, else delete the key from the target; write nothing
 // when the target already holds exactly that. Because converge always reads the latest state it
 // is idempotent and may run late, twice or out of order.
+//
+// Around it: Pool runs converges on bounded per-key queues; Writer is the proxy's write path
+// (Async in the shadow phase, Sync before the reply in the dual and cutover phases, with the
+// journal and then the dead letters for what it cannot converge); Comparer checks the
+// documents the proxy read from old against new (shadow reads); Engine.ReadNew serves reads
+// from new in the old shape.
 package shadow
 
 import (
