@@ -1,0 +1,448 @@
+// Package admin is tandem's HTTP admin API for migration flags: read them and their history,
+// change them, advance the phase, cut over (gated) and roll back (never gated), and the Client
+// the CLI uses to call it.
+//
+// Reads are open to anyone who can reach the listener; every state-changing call needs
+// "Authorization: Bearer TOKEN". A handler built without a token refuses every state-changing
+// call with 403 rather than leaving them open. See README.md in this folder for the endpoints.
+package admin
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/tandemdb/tandem/catalog"
+	"github.com/tandemdb/tandem/flags"
+)
+
+// Flags is what the handler needs of a flags.Manager.
+type Flags interface {
+	Get(ctx context.Context, migration string) (flags.Values, error)
+	Set(ctx context.Context, migration string, changes map[string]string, who, why string) (flags.Values, error)
+	Advance(ctx context.Context, migration, to, who, why string) (flags.Values, error)
+	Cutover(ctx context.Context, migration, who, why string) (flags.Values, []flags.GateResult, error)
+	Rollback(ctx context.Context, migration, to, who, why string) (flags.Values, error)
+	History(ctx context.Context, migration string, limit int) ([]catalog.AuditEntry, error)
+}
+
+var _ Flags = (*flags.Manager)(nil)
+
+// Config configures NewHandler.
+type Config struct {
+	// Flags reads and changes the flags. Required.
+	Flags Flags
+	// Token is the bearer token state-changing calls must present. Optional, but when empty
+	// every state-changing call is refused with 403 "admin token not configured"; reads still work.
+	Token string
+	// Logger receives one line per state change and per refused call. Default: discard.
+	Logger *slog.Logger
+	// Who names the caller of a request for the audit trail; the handler prefixes "api:".
+	// An error refuses the request with 400. Default: DefaultWho.
+	Who func(r *http.Request) (string, error)
+}
+
+// MaxBodyBytes is the largest request body the handler reads; a larger one gets 413.
+const MaxBodyBytes = 1 << 20
+
+// UserHeader is the request header a caller names itself with for the audit trail.
+const UserHeader = "X-Tandem-User"
+
+// History limits: the default when ?limit is absent or 0, and the most one call returns.
+const (
+	DefaultHistoryLimit = 50
+	MaxHistoryLimit     = 1000
+)
+
+// NewHandler returns the admin API, serving paths under /v1/ (mount it at "/v1/" or at the root).
+func NewHandler(cfg Config) http.Handler {
+	if cfg.Flags == nil {
+		panic("admin.NewHandler: Config.Flags is required")
+	}
+	h := &handler{flags: cfg.Flags, log: cfg.Logger, who: cfg.Who}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	if h.who == nil {
+		h.who = DefaultWho
+	}
+	if cfg.Token != "" {
+		sum := sha256.Sum256([]byte(cfg.Token))
+		h.tokenSum = &sum
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/v1/migrations/{name}/flags", methods{http.MethodGet: h.getFlags, http.MethodPost: h.write(h.setFlags)})
+	mux.Handle("/v1/migrations/{name}/history", methods{http.MethodGet: h.history})
+	mux.Handle("/v1/migrations/{name}/phase", methods{http.MethodPost: h.write(h.advance)})
+	mux.Handle("/v1/migrations/{name}/cutover", methods{http.MethodPost: h.write(h.cutover)})
+	mux.Handle("/v1/migrations/{name}/rollback", methods{http.MethodPost: h.write(h.rollback)})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, CodeNotFound, fmt.Sprintf("no admin endpoint %s", r.URL.Path), nil)
+	})
+	return mux
+}
+
+type handler struct {
+	flags    Flags
+	log      *slog.Logger
+	who      func(*http.Request) (string, error)
+	tokenSum *[sha256.Size]byte // nil: no token configured
+}
+
+// methods routes a path by method and answers any other method with a JSON 405.
+type methods map[string]http.HandlerFunc
+
+func (m methods) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if f, ok := m[r.Method]; ok {
+		f(w, r)
+		return
+	}
+	allow := make([]string, 0, len(m))
+	for _, meth := range []string{http.MethodGet, http.MethodPost} {
+		if _, ok := m[meth]; ok {
+			allow = append(allow, meth)
+		}
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeError(w, http.StatusMethodNotAllowed, CodeBadRequest,
+		fmt.Sprintf("method %s not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", ")), nil)
+}
+
+// change is one authorized state-changing call: who makes it, for which migration.
+type change struct {
+	migration string
+	who       string
+}
+
+// write wraps a state-changing endpoint: it checks the bearer token, then names the caller.
+// Nothing is read from the body before the token has been checked.
+func (h *handler) write(f func(http.ResponseWriter, *http.Request, change)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if h.tokenSum == nil {
+			h.log.Warn("admin: state-changing call refused: no admin token configured", "path", r.URL.Path, "remote", r.RemoteAddr)
+			writeError(w, http.StatusForbidden, CodeUnauthorized, "admin token not configured: state-changing calls are disabled on this server", nil)
+			return
+		}
+		if !h.authorized(r) {
+			h.log.Warn("admin: state-changing call refused: bad or missing bearer token", "path", r.URL.Path, "remote", r.RemoteAddr)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="tandem"`)
+			writeError(w, http.StatusUnauthorized, CodeUnauthorized, "missing or wrong bearer token", nil)
+			return
+		}
+		who, err := h.who(r)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, CodeBadRequest, err.Error(), nil)
+			return
+		}
+		f(w, r, change{migration: r.PathValue("name"), who: "api:" + who})
+	}
+}
+
+// authorized compares the bearer token in constant time: both sides are hashed first, so
+// neither the token's content nor its length shows in the timing.
+func (h *handler) authorized(r *http.Request) bool {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
+	return subtle.ConstantTimeCompare(sum[:], h.tokenSum[:]) == 1
+}
+
+// DefaultWho names the caller by its X-Tandem-User header when present (printable, at most 128
+// characters, else an error), or by the request's remote host.
+//
+// The header is whatever the caller says it is: on state-changing calls it comes from a holder
+// of the token, and it only labels the audit entry.
+func DefaultWho(r *http.Request) (string, error) {
+	if vs, ok := r.Header[UserHeader]; ok {
+		if len(vs) != 1 {
+			return "", fmt.Errorf("%s given %d times: give it once", UserHeader, len(vs))
+		}
+		return validUser(vs[0])
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	if host == "" {
+		host = "unknown"
+	}
+	return host, nil
+}
+
+func validUser(u string) (string, error) {
+	switch {
+	case u == "":
+		return "", fmt.Errorf("%s is empty", UserHeader)
+	case !utf8.ValidString(u):
+		return "", fmt.Errorf("%s is not valid UTF-8", UserHeader)
+	case utf8.RuneCountInString(u) > 128:
+		return "", fmt.Errorf("%s is %d characters long: at most 128", UserHeader, utf8.RuneCountInString(u))
+	}
+	for _, c := range u {
+		if !unicode.IsPrint(c) {
+			return "", fmt.Errorf("%s %q holds a non-printable character", UserHeader, u)
+		}
+	}
+	return u, nil
+}
+
+// Request bodies.
+type (
+	// SetRequest is the body of POST /v1/migrations/{name}/flags. A value may be a JSON string,
+	// number or boolean; it is passed on as its text.
+	SetRequest struct {
+		Set    map[string]json.RawMessage `json:"set"`
+		Reason string                     `json:"reason"`
+	}
+	// PhaseRequest is the body of POST /v1/migrations/{name}/phase.
+	PhaseRequest struct {
+		To     string `json:"to"`
+		Reason string `json:"reason"`
+	}
+	// CutoverRequest is the body of POST /v1/migrations/{name}/cutover; it may be empty.
+	CutoverRequest struct {
+		Reason string `json:"reason"`
+	}
+	// RollbackRequest is the body of POST /v1/migrations/{name}/rollback. An empty To lets the
+	// flags manager choose the phase to return to.
+	RollbackRequest struct {
+		To     string `json:"to"`
+		Reason string `json:"reason"`
+	}
+)
+
+// Response bodies.
+type (
+	// CutoverResponse is the answer to a cutover: the values after it and every gate's result.
+	CutoverResponse struct {
+		Values flags.Values       `json:"values"`
+		Gates  []flags.GateResult `json:"gates"`
+	}
+	// HistoryResponse is the answer to GET /v1/migrations/{name}/history.
+	HistoryResponse struct {
+		Entries []HistoryEntry `json:"entries"`
+	}
+	// HistoryEntry is one audit entry as the API shows it.
+	HistoryEntry struct {
+		ID        string    `json:"id"`
+		Migration string    `json:"migration"`
+		Kind      string    `json:"kind"`              // "spec", "phase", "flag"
+		Subject   string    `json:"subject,omitempty"` // the flag, for kind "flag"
+		From      string    `json:"from"`
+		To        string    `json:"to"`
+		Who       string    `json:"who"`
+		Why       string    `json:"why"`
+		At        time.Time `json:"at"`
+		Revision  int64     `json:"revision,omitempty"`
+	}
+	// ErrorResponse is the body of every error answer. Gates is set when a cutover gate failed.
+	ErrorResponse struct {
+		Error string             `json:"error"`
+		Code  string             `json:"code"`
+		Gates []flags.GateResult `json:"gates,omitempty"`
+	}
+)
+
+func (h *handler) getFlags(w http.ResponseWriter, r *http.Request) {
+	v, err := h.flags.Get(r.Context(), r.PathValue("name"))
+	if err != nil {
+		h.fail(w, r, err, nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (h *handler) history(w http.ResponseWriter, r *http.Request) {
+	limit := DefaultHistoryLimit
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 || n > MaxHistoryLimit {
+			writeError(w, http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("limit %q: want a whole number from 0 to %d", s, MaxHistoryLimit), nil)
+			return
+		}
+		if n > 0 {
+			limit = n
+		}
+	}
+	entries, err := h.flags.History(r.Context(), r.PathValue("name"), limit)
+	if err != nil {
+		h.fail(w, r, err, nil)
+		return
+	}
+	out := HistoryResponse{Entries: make([]HistoryEntry, 0, len(entries))}
+	for _, e := range entries {
+		out.Entries = append(out.Entries, HistoryEntry{
+			ID: e.ID, Migration: e.Migration, Kind: e.Kind, Subject: e.Subject, From: e.From, To: e.To,
+			Who: e.Who, Why: e.Why, At: e.At, Revision: e.Revision,
+		})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *handler) setFlags(w http.ResponseWriter, r *http.Request, c change) {
+	var req SetRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if len(req.Set) == 0 {
+		writeError(w, http.StatusBadRequest, CodeBadRequest, `"set" must name at least one flag`, nil)
+		return
+	}
+	changes := make(map[string]string, len(req.Set))
+	for name, raw := range req.Set {
+		s, err := scalarText(raw)
+		if err != nil {
+			writeError(w, http.StatusUnprocessableEntity, CodeBadValue, fmt.Sprintf("flag %s: %v", name, err), nil)
+			return
+		}
+		changes[name] = s
+	}
+	v, err := h.flags.Set(r.Context(), c.migration, changes, c.who, req.Reason)
+	if err != nil {
+		h.fail(w, r, err, nil)
+		return
+	}
+	h.log.Info("admin: flags set", "migration", c.migration, "changes", changes, "who", c.who, "why", req.Reason, "revision", v.Revision)
+	writeJSON(w, http.StatusOK, v)
+}
+
+// scalarText turns a JSON string, number or boolean into the text the flags manager parses.
+func scalarText(raw json.RawMessage) (string, error) {
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return "", err
+	}
+	switch x := v.(type) {
+	case string:
+		return x, nil
+	case float64, bool:
+		return string(raw), nil
+	default:
+		return "", fmt.Errorf("value %s: want a string, number or boolean", raw)
+	}
+}
+
+func (h *handler) advance(w http.ResponseWriter, r *http.Request, c change) {
+	var req PhaseRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if req.To == "" {
+		writeError(w, http.StatusBadRequest, CodeBadRequest, `"to" must name the phase to move to`, nil)
+		return
+	}
+	v, err := h.flags.Advance(r.Context(), c.migration, req.To, c.who, req.Reason)
+	if err != nil {
+		h.fail(w, r, err, nil)
+		return
+	}
+	h.log.Info("admin: phase advanced", "migration", c.migration, "to", req.To, "who", c.who, "why", req.Reason, "revision", v.Revision)
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (h *handler) cutover(w http.ResponseWriter, r *http.Request, c change) {
+	var req CutoverRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	v, gates, err := h.flags.Cutover(r.Context(), c.migration, c.who, req.Reason)
+	if gates == nil {
+		gates = []flags.GateResult{}
+	}
+	if err != nil {
+		h.fail(w, r, err, gates)
+		return
+	}
+	h.log.Info("admin: cut over", "migration", c.migration, "who", c.who, "why", req.Reason, "revision", v.Revision)
+	writeJSON(w, http.StatusOK, CutoverResponse{Values: v, Gates: gates})
+}
+
+func (h *handler) rollback(w http.ResponseWriter, r *http.Request, c change) {
+	var req RollbackRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	v, err := h.flags.Rollback(r.Context(), c.migration, req.To, c.who, req.Reason)
+	if err != nil {
+		h.fail(w, r, err, nil)
+		return
+	}
+	h.log.Warn("admin: rolled back", "migration", c.migration, "to", v.Phase, "who", c.who, "why", req.Reason, "revision", v.Revision)
+	writeJSON(w, http.StatusOK, v)
+}
+
+// decode reads a JSON body of at most MaxBodyBytes into dst, refusing unknown fields and
+// trailing data; an empty body decodes as {}. On failure it has answered the request.
+func decode(w http.ResponseWriter, r *http.Request, dst any) bool {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			writeError(w, http.StatusUnsupportedMediaType, CodeBadRequest, fmt.Sprintf("Content-Type %q: want application/json", ct), nil)
+			return false
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, CodeBadRequest, fmt.Sprintf("request body larger than %d bytes", MaxBodyBytes), nil)
+		} else {
+			writeError(w, http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("reading request body: %v", err), nil)
+		}
+		return false
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		body = []byte("{}")
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		writeError(w, http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("request body: %v", err), nil)
+		return false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		writeError(w, http.StatusBadRequest, CodeBadRequest, "request body: data after the JSON object", nil)
+		return false
+	}
+	return true
+}
+
+// fail answers with the status and code err maps to.
+func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error, gates []flags.GateResult) {
+	status, code := classify(err)
+	if status == http.StatusInternalServerError {
+		h.log.Error("admin: request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	if code != CodeGateFailed {
+		gates = nil
+	}
+	writeError(w, status, code, err.Error(), gates)
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string, gates []flags.GateResult) {
+	writeJSON(w, status, ErrorResponse{Error: msg, Code: code, Gates: gates})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v) // the status is sent; a failed write means the client left
+}
