@@ -342,6 +342,9 @@ func (j *KafkaJournal) Lag(ctx context.Context, group string) (int64, error) {
 	if err == nil {
 		err = committed.Error()
 	}
+	if errors.Is(err, kerr.GroupIDNotFound) { // a group that never committed (some brokers say so)
+		committed, err = nil, nil
+	}
 	if err != nil {
 		return 0, fmt.Errorf("kafka journal: lag of group %s: committed offsets: %w", group, err)
 	}
