@@ -38,6 +38,14 @@ type conn struct {
 	requests frameReader // client → upstream; used only by relayRequests
 	replies  frameReader // upstream → client; used only by relayReplies
 	helloBuf []byte      // scratch for rewritten hello replies; used only by relayReplies
+	replyBuf []byte      // scratch for rewritten write replies; used only by relayReplies
+
+	// Used only by relayRequests.
+	app       string        // client.application.name from the handshake
+	helloSeen bool          // the handshake hello has been read
+	flagCache []cachedFlags // by route index
+
+	wmu sync.Mutex // serializes writes to the client (replies, and answers the proxy makes itself)
 
 	mu       sync.Mutex
 	pending  map[int32]pendingRequest // requests awaiting a reply, by the requestID a reply answers
@@ -52,6 +60,7 @@ type pendingRequest struct {
 	start   time.Time
 	metrics *commandMetrics
 	hello   bool
+	ic      *interception // set for requests on a migrated namespace with work on their reply
 }
 
 func newConn(s *Server, nc net.Conn, id uint64) *conn {
@@ -189,8 +198,27 @@ func (c *conn) relayRequests() error {
 			c.log.Debug("request", "id", h.requestID, "command", string(msg.Name), "db", string(msg.Database),
 				"collection", string(msg.Collection()), "bytes", len(frame), "compressor", msg.Compressor.String())
 		}
+		hello := isHello(msg.Name)
+		if hello && !c.helloSeen {
+			c.helloSeen = true
+			c.app = appName(msg.Body)
+		}
+		var ic *interception
+		if rs := c.s.cfg.routes; rs != nil && msg.OpCode == wiremessage.OpMsg {
+			if rt := rs.lookup(msg.Database, msg.Collection()); rt != nil {
+				start := time.Now()
+				var handled bool
+				if ic, handled, err = c.intercept(rt, &msg, h.requestID); err != nil {
+					return fmt.Errorf("request %d on %s: %w", h.requestID, rt.ns, err)
+				}
+				if handled {
+					cm.duration.Observe(time.Since(start).Seconds())
+					continue
+				}
+			}
+		}
 		if !msg.MoreToCome() {
-			c.addPending(h.requestID, pendingRequest{start: time.Now(), metrics: cm, hello: isHello(msg.Name)})
+			c.addPending(h.requestID, pendingRequest{start: time.Now(), metrics: cm, hello: hello, ic: ic})
 		}
 		if _, err := c.up.Write(frame); err != nil {
 			m.error(errKindUpstreamIO)
@@ -231,6 +259,9 @@ func (c *conn) relayReplies() error {
 				}
 				out = c.helloBuf
 			}
+			if p.ic != nil && last {
+				out = c.beforeReply(p.ic, &msg, h, out)
+			}
 			p.metrics.duration.Observe(time.Since(p.start).Seconds())
 			if !replyOK(msg.Body) {
 				p.metrics.errors.Inc()
@@ -240,17 +271,35 @@ func (c *conn) relayReplies() error {
 			c.log.Debug("reply to an unknown request", "response_to", h.responseTo)
 		}
 		m.bytesOut.Add(float64(len(out)))
-		if _, err := c.client.Write(out); err != nil {
+		c.wmu.Lock()
+		_, err = c.client.Write(out)
+		c.wmu.Unlock()
+		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
 			m.error(errKindClientIO)
 			return fmt.Errorf("writing reply to client: %w", err)
 		}
+		if ok && last && p.ic != nil {
+			c.afterReply(p.ic, &msg)
+		}
 		if last && !p.hello {
 			c.finished() // only now may a drain close the connection
 		}
 	}
+}
+
+// writeClient sends a reply the proxy made itself.
+func (c *conn) writeClient(b []byte) error {
+	c.s.cfg.metrics.bytesOut.Add(float64(len(b)))
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if _, err := c.client.Write(b); err != nil {
+		c.s.cfg.metrics.error(errKindClientIO)
+		return fmt.Errorf("writing reply to client: %w", err)
+	}
+	return nil
 }
 
 func (c *conn) addPending(id int32, p pendingRequest) {

@@ -90,8 +90,8 @@ func rewriteHello(dst []byte, h header, reply Message) ([]byte, error) {
 }
 
 // errorReply builds the reply a MongoDB server would send for a failed command, in the shape
-// the request expects: OP_MSG for OP_MSG, OP_REPLY for OP_QUERY.
-func errorReply(requestID int32, op wiremessage.OpCode, code int32, codeName, errmsg string) []byte {
+// the request expects: OP_MSG for OP_MSG, OP_REPLY for OP_QUERY, with the error labels given.
+func errorReply(requestID int32, op wiremessage.OpCode, code int32, codeName, errmsg string, labels ...string) []byte {
 	var b []byte
 	replyOp := wiremessage.OpMsg
 	if op == wiremessage.OpQuery {
@@ -107,12 +107,19 @@ func errorReply(requestID int32, op wiremessage.OpCode, code int32, codeName, er
 		b = wiremessage.AppendReplyStartingFrom(b, 0)
 		b = wiremessage.AppendReplyNumberReturned(b, 1)
 	}
-	b = append(b, bsoncore.NewDocumentBuilder().
+	doc := bsoncore.NewDocumentBuilder().
 		AppendDouble("ok", 0).
 		AppendString("errmsg", errmsg).
 		AppendInt32("code", code).
-		AppendString("codeName", codeName).
-		Build()...)
+		AppendString("codeName", codeName)
+	if len(labels) > 0 {
+		arr := bsoncore.NewArrayBuilder()
+		for _, l := range labels {
+			arr.AppendString(l)
+		}
+		doc.AppendArray("errorLabels", arr.Build())
+	}
+	b = append(b, doc.Build()...)
 	binary.LittleEndian.PutUint32(b[0:4], uint32(len(b)))
 	return b
 }

@@ -31,6 +31,7 @@ type Metrics struct {
 	openConns     prometheus.Gauge
 	acceptedConns prometheus.Counter
 	errors        *prometheus.CounterVec
+	migration     *prometheus.CounterVec
 
 	byCommand    map[string]*commandMetrics
 	other        *commandMetrics
@@ -101,6 +102,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "tandem_proxy_errors_total",
 			Help: "Proxy-level errors by kind (bad_frame, bad_reply, upstream_dial, upstream_io, client_io, conn_limit, idle_timeout, tls_handshake, hello_rewrite, drain_timeout, unmatched_reply).",
 		}, []string{"kind"}),
+		migration: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tandem_proxy_migration_requests_total",
+			Help: "What the proxy did for requests on migrated collections, by migration and action (converged, sync_failed, unkeyed, pre_read, write_blocked, read_new, read_fallback, shadow_read, shadow_dropped, unparsed_write).",
+		}, []string{"migration", "action"}),
 		byCommand:    make(map[string]*commandMetrics, len(knownCommands)),
 		errorsByKind: make(map[string]prometheus.Counter, len(errorKinds)),
 	}
@@ -114,7 +119,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.errorsByKind[k] = m.errors.WithLabelValues(k)
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.commandErrors, m.duration, m.bytes, m.openConns, m.acceptedConns, m.errors)
+		reg.MustRegister(m.requests, m.commandErrors, m.duration, m.bytes, m.openConns, m.acceptedConns, m.errors, m.migration)
 	}
 	return m
 }

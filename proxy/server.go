@@ -41,6 +41,7 @@ type config struct {
 	maxConns    int
 	idleTimeout time.Duration
 	tls         *tls.Config
+	routes      *Routes // nil: every request passes through
 }
 
 // Option configures a Server.
@@ -74,6 +75,9 @@ func NewServer(upstream *Upstream, opts ...Option) *Server {
 	}
 	if cfg.metrics == nil {
 		cfg.metrics = NewMetrics(nil)
+	}
+	if cfg.routes != nil {
+		cfg.routes.bindMetrics(cfg.metrics)
 	}
 	return &Server{
 		upstream: upstream,
