@@ -112,7 +112,10 @@ func newMigrated(t *testing.T, v flags.Values, mo migratedOptions) *migrated {
 	ctx := context.Background()
 	direct := connect(t, ferret.URI())
 	db := direct.Database(fmt.Sprintf("migrate_%d", dbSeq.Add(1)))
-	t.Cleanup(func() { _ = db.Drop(context.Background()); _ = direct.Database(db.Name() + "_meta").Drop(context.Background()) })
+	t.Cleanup(func() {
+		_ = db.Drop(context.Background())
+		_ = direct.Database(db.Name() + "_meta").Drop(context.Background())
+	})
 	spec, err := transform.Parse("users.yaml", []byte(usersSpec))
 	require.NoError(t, err)
 	cat, err := catalog.Open(ctx, direct, catalog.WithDatabase(db.Name()+"_meta"))
