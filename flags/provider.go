@@ -55,6 +55,21 @@ type snapshot struct {
 type snapEntry struct {
 	values Values
 	err    error // the stored flags could not be read
+	// Built once per refresh rather than per evaluation: each flag's value as a variant name,
+	// and the flag metadata for fresh and for stale answers (OpenFeature copies it).
+	variants    [4]string
+	meta, stale openfeature.FlagMetadata
+}
+
+func newSnapEntry(m catalog.Migration) snapEntry {
+	v, err := valuesOf(m)
+	e := snapEntry{values: v, err: err}
+	for i, name := range Names {
+		e.variants[i] = v.get(name)
+	}
+	e.meta = openfeature.FlagMetadata{"revision": v.Revision, "stale": false}
+	e.stale = openfeature.FlagMetadata{"revision": v.Revision, "stale": true}
+	return e
 }
 
 // ProviderOption configures NewProvider.
@@ -245,8 +260,7 @@ func (p *Provider) refreshWith(ctx context.Context, emit bool) error {
 	}
 	next := &snapshot{migrations: make(map[string]snapEntry, len(migs)), at: time.Now()}
 	for _, m := range migs {
-		v, err := valuesOf(m)
-		next.migrations[m.Name] = snapEntry{values: v, err: err}
+		next.migrations[m.Name] = newSnapEntry(m)
 	}
 	prev := p.snap.Swap(next)
 	wasStale := p.stale.Swap(false)
@@ -380,13 +394,11 @@ func (p *Provider) lookup(key string) (Values, string, openfeature.ProviderResol
 		d.ResolutionError = openfeature.NewGeneralResolutionError(e.err.Error())
 		return Values{}, flag, d, false
 	}
-	d.Reason = openfeature.StaticReason
-	stale := p.stale.Load()
-	if stale {
-		d.Reason = openfeature.CachedReason
+	d.Reason, d.FlagMetadata = openfeature.StaticReason, e.meta
+	if p.stale.Load() {
+		d.Reason, d.FlagMetadata = openfeature.CachedReason, e.stale
 	}
-	d.Variant = e.values.get(flag)
-	d.FlagMetadata = openfeature.FlagMetadata{"revision": e.values.Revision, "stale": stale}
+	d.Variant = e.variants[slices.Index(Names, flag)]
 	return e.values, flag, d, true
 }
 
