@@ -2,9 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -13,11 +18,15 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/tandemdb/tandem/embedmongo"
+	"github.com/tandemdb/tandem/examples"
+	"github.com/tandemdb/tandem/flags"
+	"github.com/tandemdb/tandem/transform"
 )
 
 func newDemoCmd(g *globalOptions) *cobra.Command {
 	var (
 		o    proxyOptions
+		mo   migrationOptions
 		dir  string
 		seed int
 	)
@@ -25,8 +34,10 @@ func newDemoCmd(g *globalOptions) *cobra.Command {
 		Use:   "demo",
 		Short: "Run the proxy in front of an embedded MongoDB (FerretDB): nothing to install",
 		Long: `Run an embedded MongoDB-compatible store (FerretDB on SQLite, kept in --data), the proxy in
-front of it and the admin listener. It prints the connection string for applications and stops
-cleanly on Ctrl-C.`,
+front of it, an in-process Kafka for the journal, and the admin listener, with the sample
+migration demo.users → demo.users_v2 (examples/users-v2.yaml) in phase shadow: what is written
+through the proxy appears, transformed, in demo.users_v2. It prints the connection strings and
+the admin URL, and stops cleanly on Ctrl-C.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := g.logger(cmd.ErrOrStderr())
@@ -42,44 +53,110 @@ cleanly on Ctrl-C.`,
 			if dir == "" {
 				return usagef("--data must name a folder")
 			}
+			if mo.tokenFile == "" && os.Getenv("TANDEM_ADMIN_TOKEN") == "" {
+				if mo.tokenFile, err = demoToken(dir); err != nil {
+					return err
+				}
+			}
+			if err := mo.validate(); err != nil {
+				return err
+			}
 			ctx := cmd.Context()
 			store, err := embedmongo.Start(ctx, embedmongo.Options{Dir: dir})
 			if err != nil {
 				return err
 			}
 			defer store.Stop()
-			if seed > 0 {
-				n, err := seedUsers(ctx, store.URI(), seed)
-				if err != nil {
-					return fmt.Errorf("seeding demo.users: %w", err)
-				}
-				log.Info("seeded demo.users", "inserted", n, "requested", seed)
+			mo.rewrite = func(spec *transform.Spec) {
+				// The example names a MongoDB on 27017; the demo's is the embedded one.
+				spec.Source.URI, spec.Target.URI = store.URI(), store.URI()
 			}
-			s, err := startStack(o, store.URI(), log)
+			s, err := startStack(ctx, o, &mo, store.URI(), log)
 			if err != nil {
 				return err
 			}
-			printDemoBanner(cmd.OutOrStdout(), s, store)
+			if err := startShadowPhase(ctx, s.mig); err != nil {
+				return errors.Join(err, s.shutdown())
+			}
+			if seed > 0 {
+				// Through the proxy, so the new collection fills as the application writes.
+				n, err := seedUsers(ctx, s.proxyURI(), seed)
+				if err != nil {
+					return errors.Join(fmt.Errorf("seeding demo.users: %w", err), s.shutdown())
+				}
+				log.Info("seeded demo.users through the proxy", "inserted", n, "requested", seed)
+			}
+			printDemoBanner(cmd.OutOrStdout(), s, store, mo.tokenFile)
 			return s.wait(ctx)
 		},
 	}
 	o.addFlags(cmd)
+	mo.addFlags(cmd, true)
+	mo.journalEmbedded = true
+	mo.specData = map[string][]byte{"examples/users-v2.yaml": examples.UsersV2}
 	cmd.Flags().StringVar(&dir, "data", "tandem-demo-data", "folder for the embedded store's files (kept between runs)")
 	cmd.Flags().IntVar(&seed, "seed", 0, "insert this many sample documents into demo.users (existing ones are kept)")
 	return cmd
 }
 
-func printDemoBanner(w io.Writer, s *stack, store *embedmongo.Server) {
+func printDemoBanner(w io.Writer, s *stack, store *embedmongo.Server, tokenFile string) {
 	fmt.Fprintf(w, `
-tandem demo is running.
+tandem demo is running: migration users-v2 (demo.users → demo.users_v2) in phase shadow.
 
   applications connect to   %s
   embedded store (direct)   %s   (data in %s)
 `, s.proxyURI(), store.URI(), store.Dir())
 	if u := s.adminURL(); u != "" {
-		fmt.Fprintf(w, "  admin                     %s/metrics  %s/healthz\n", u, u)
+		fmt.Fprintf(w, "  admin                     %s   (/metrics, /healthz, /v1/migrations/users-v2/flags)\n", u)
+		if tokenFile != "" {
+			fmt.Fprintf(w, "  admin token               in %s\n", tokenFile)
+		}
+		fmt.Fprintf(w, "\nThen: export TANDEM_ADMIN_URL=%s TANDEM_ADMIN_TOKEN=$(cat %s); tandem flags get users-v2\n", u, tokenFile)
 	}
-	fmt.Fprintf(w, "\nTry: mongosh %s --eval 'db.getSiblingDB(\"demo\").users.findOne()'\nPress Ctrl-C to stop.\n\n", s.proxyURI())
+	fmt.Fprintf(w, "Write through the proxy: mongosh %s --eval 'db.getSiblingDB(\"demo\").users.insertOne({_id: \"u1\", name: \"Ada\", email: \"ada@example.com\", age: 36, created: new Date()})'\n", s.proxyURI())
+	fmt.Fprintf(w, "Watch the new collection directly: mongosh %s --eval 'db.getSiblingDB(\"demo\").users_v2.find()'\nPress Ctrl-C to stop.\n\n", store.URI())
+}
+
+// startShadowPhase moves the demo migration from off to shadow (a restarted demo keeps the
+// phase it had).
+func startShadowPhase(ctx context.Context, mig *migrationStack) error {
+	v, err := mig.manager.Get(ctx, "users-v2")
+	if err != nil {
+		return err
+	}
+	if v.Phase == flags.PhaseOff {
+		if _, err = mig.manager.Advance(ctx, "users-v2", flags.PhaseShadow, "tandem demo", "the demo starts in phase shadow"); err != nil {
+			return err
+		}
+	}
+	// Let the proxy's flag provider see the phase before the seed writes go through it.
+	deadline := time.Now().Add(10 * time.Second)
+	for mig.evaluator.Evaluate(ctx, flags.Context{Migration: "users-v2", Database: "demo", Collection: "users"}).Phase == flags.PhaseOff {
+		if time.Now().After(deadline) {
+			return errors.New("the proxy did not see phase shadow within 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}
+
+// demoToken returns the demo's admin token file in dir, creating it with a random token.
+func demoToken(dir string) (string, error) {
+	path := filepath.Join(dir, "admin-token")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return path, nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("creating --data %s: %w", dir, err)
+	}
+	buf := make([]byte, 16)
+	if _, err := rand.Read(buf); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(path, []byte(hex.EncodeToString(buf)+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("writing the demo's admin token: %w", err)
+	}
+	return path, nil
 }
 
 // seedUsers inserts n sample users with _ids user-000001… into demo.users directly in the

@@ -85,10 +85,12 @@ type stack struct {
 	proxyLn  net.Listener
 	serveErr chan error
 	opts     proxyOptions
+	mig      *migrationStack // nil without migrations
 }
 
-// startStack starts the proxy described by opts in front of upstreamURI.
-func startStack(opts proxyOptions, upstreamURI string, log *slog.Logger) (*stack, error) {
+// startStack starts the proxy described by opts in front of upstreamURI, taking part in the
+// migrations of mo (nil or empty: a pass-through proxy).
+func startStack(ctx context.Context, opts proxyOptions, mo *migrationOptions, upstreamURI string, log *slog.Logger) (*stack, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := proxy.NewMetrics(reg)
@@ -101,31 +103,46 @@ func startStack(opts proxyOptions, upstreamURI string, log *slog.Logger) (*stack
 		proxy.WithLogger(log), proxy.WithMetrics(metrics),
 		proxy.WithMaxConns(opts.maxConns), proxy.WithIdleTimeout(opts.idleTimeout),
 	}
+	var mig *migrationStack
+	if mo != nil && mo.enabled() {
+		if mig, err = startMigrations(ctx, mo, upstreamURI, reg, log); err != nil {
+			up.Close(context.Background())
+			return nil, err
+		}
+		serverOpts = append(serverOpts, proxy.WithRoutes(mig.routes))
+	}
+	fail := func(err error) (*stack, error) {
+		if mig != nil {
+			_ = mig.close(context.Background())
+		}
+		up.Close(context.Background())
+		return nil, err
+	}
 	if opts.tlsCert != "" {
 		cert, err := tls.LoadX509KeyPair(opts.tlsCert, opts.tlsKey)
 		if err != nil {
-			up.Close(context.Background())
-			return nil, usagef("--tls-cert %s / --tls-key %s: %v", opts.tlsCert, opts.tlsKey, err)
+			return fail(usagef("--tls-cert %s / --tls-key %s: %v", opts.tlsCert, opts.tlsKey, err))
 		}
 		serverOpts = append(serverOpts, proxy.WithTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
 	}
-	s := &stack{log: log, upstream: up, server: proxy.NewServer(up, serverOpts...), serveErr: make(chan error, 2), opts: opts}
+	s := &stack{log: log, upstream: up, server: proxy.NewServer(up, serverOpts...), serveErr: make(chan error, 2), opts: opts, mig: mig}
 
 	s.proxyLn, err = net.Listen("tcp", opts.listen)
 	if err != nil {
-		up.Close(context.Background())
-		return nil, fmt.Errorf("listening on --listen %s: %w", opts.listen, err)
+		return fail(fmt.Errorf("listening on --listen %s: %w", opts.listen, err))
 	}
 	if opts.admin != "" {
 		s.adminLn, err = net.Listen("tcp", opts.admin)
 		if err != nil {
 			s.proxyLn.Close()
-			up.Close(context.Background())
-			return nil, fmt.Errorf("listening on --admin %s: %w", opts.admin, err)
+			return fail(fmt.Errorf("listening on --admin %s: %w", opts.admin, err))
 		}
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 		mux.HandleFunc("GET /healthz", s.healthz)
+		if mig != nil {
+			mux.Handle("/v1/", mig.api)
+		}
 		s.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := s.admin.Serve(s.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -189,6 +206,11 @@ func (s *stack) shutdown() error {
 	var errs []error
 	if err := s.server.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("draining client connections: %w", err))
+	}
+	if s.mig != nil {
+		if err := s.mig.close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stopping migrations: %w", err))
+		}
 	}
 	if s.admin != nil {
 		if err := s.admin.Shutdown(ctx); err != nil {

@@ -1,0 +1,433 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/tandemdb/tandem/adapters"
+	"github.com/tandemdb/tandem/admin"
+	"github.com/tandemdb/tandem/catalog"
+	"github.com/tandemdb/tandem/cdc"
+	"github.com/tandemdb/tandem/flags"
+	"github.com/tandemdb/tandem/proxy"
+	"github.com/tandemdb/tandem/shadow"
+	"github.com/tandemdb/tandem/transform"
+)
+
+// migrationOptions are the flags of `tandem proxy` that make it take part in migrations.
+type migrationOptions struct {
+	specs           []string      // spec files; none: a plain pass-through proxy
+	catalogURI      string        // default: the upstream
+	catalogDB       string        // default tandem_meta
+	kafkaBrokers    string        // comma-separated host:port list
+	journalTopic    string        // default tandem.journal
+	journalEmbedded bool          // an in-process Kafka (kfake): demos and tests only
+	partitions      int           // partitions of the journal topic when tandem creates it
+	journalWorker   bool          // converge journal entries in this process
+	flagsPoll       time.Duration // catalog poll interval of the flag provider
+	tenant          string        // the evaluation context's tenant
+	tokenFile       string        // admin token file; default $TANDEM_ADMIN_TOKEN
+	shadowWorkers   int
+	shadowQueue     int
+	convergeTimeout time.Duration
+	readSettle      time.Duration
+	preReadLimit    int
+	gates           flags.GateConfig
+	autoRollback    bool
+	watchdog        flags.WatchdogConfig
+
+	// Set by the demo, not by flags.
+	specData map[string][]byte // spec file name → content, instead of reading specs
+	rewrite  func(*transform.Spec)
+}
+
+func (o *migrationOptions) addFlags(cmd *cobra.Command, demo bool) {
+	f := cmd.Flags()
+	if !demo {
+		f.StringArrayVar(&o.specs, "spec", nil, "migration spec file (repeatable): the proxy converges writes on its source collection to its target")
+		f.StringVar(&o.catalogURI, "catalog", "", "connection string of the catalog's MongoDB (default: --upstream)")
+		f.StringVar(&o.kafkaBrokers, "kafka-brokers", "", "Kafka seed brokers for the journal, host:port,... (required with --spec unless --journal-embedded)")
+		f.BoolVar(&o.journalEmbedded, "journal-embedded", false, "run an in-process Kafka for the journal (not durable: demos and tests only)")
+	}
+	f.StringVar(&o.catalogDB, "catalog-db", catalog.DefaultDatabase, "database of the catalog")
+	f.StringVar(&o.journalTopic, "journal-topic", adapters.DefaultJournalTopic, "Kafka topic of the journal of changed keys")
+	f.IntVar(&o.partitions, "journal-partitions", 12, "partitions of the journal topic, when tandem creates it")
+	f.BoolVar(&o.journalWorker, "journal-worker", true, "converge journal entries in this process (turn off to run converge workers elsewhere)")
+	f.DurationVar(&o.flagsPoll, "flags-poll", 100*time.Millisecond, "how often the flag provider reads the catalog (flag changes take effect within this)")
+	f.StringVar(&o.tenant, "tenant", "", "tenant passed to flag evaluation (for providers with targeting)")
+	f.StringVar(&o.tokenFile, "admin-token-file", "", "file holding the admin API token (default: $TANDEM_ADMIN_TOKEN); without a token the API refuses every change")
+	f.IntVar(&o.shadowWorkers, "shadow-workers", 16, "converge workers per migration for shadow writes")
+	f.IntVar(&o.shadowQueue, "shadow-queue", 1024, "queued keys per shadow worker; keys beyond it go to the journal")
+	f.DurationVar(&o.convergeTimeout, "converge-timeout", 5*time.Second, "bound on one converge, pre-read or read from the new store")
+	f.DurationVar(&o.readSettle, "shadow-read-settle", 2*time.Second, "how long a shadow-read difference may take to converge before it counts as a mismatch")
+	f.IntVar(&o.preReadLimit, "pre-read-limit", 10000, "most keys an unkeyed write converges in dual and cutover (more: left to the journal)")
+	f.DurationVar(&o.gates.VerifyMaxAge, "gate-verify-max-age", flags.DefaultVerifyMaxAge, "cutover gate: the newest clean verification may be this old")
+	f.DurationVar(&o.gates.MaxLag, "gate-max-lag", flags.DefaultMaxLag, "cutover gate: the largest change lag")
+	f.DurationVar(&o.gates.LagFreshness, "gate-lag-freshness", flags.DefaultLagFreshness, "cutover gate: lag records older than this do not count")
+	f.BoolVar(&o.autoRollback, "auto-rollback", true, "roll back automatically when the shadow-read mismatch rate or the new store's error rate crosses its threshold (dual and cutover)")
+	f.Float64Var(&o.watchdog.MismatchRate, "auto-rollback-mismatch-rate", flags.DefaultMismatchRate, "shadow-read mismatch rate that triggers a rollback (0.05 = 5%)")
+	f.Float64Var(&o.watchdog.ErrorRate, "auto-rollback-error-rate", flags.DefaultErrorRate, "new-store error rate that triggers a rollback")
+	f.DurationVar(&o.watchdog.Window, "auto-rollback-window", flags.DefaultWatchdogWindow, "window the rates are measured over")
+	f.Int64Var(&o.watchdog.MinSamples, "auto-rollback-min-samples", flags.DefaultMinSamples, "samples the window must hold before a rate counts")
+}
+
+func (o *migrationOptions) enabled() bool { return len(o.specs) > 0 || len(o.specData) > 0 }
+
+func (o *migrationOptions) validate() error {
+	if !o.enabled() {
+		return nil
+	}
+	switch {
+	case o.kafkaBrokers == "" && !o.journalEmbedded:
+		return usagef("--spec needs a journal: --kafka-brokers HOST:PORT,... (or --journal-embedded for a demo)")
+	case o.kafkaBrokers != "" && o.journalEmbedded:
+		return usagef("--kafka-brokers and --journal-embedded exclude each other")
+	case o.catalogDB == "":
+		return usagef("--catalog-db must name a database")
+	case o.journalTopic == "":
+		return usagef("--journal-topic must name a topic")
+	case o.partitions < 1:
+		return usagef("--journal-partitions %d: must be 1 or more", o.partitions)
+	case o.flagsPoll < 10*time.Millisecond || o.flagsPoll > time.Minute:
+		return usagef("--flags-poll %s: want 10ms to 1m", o.flagsPoll)
+	case o.shadowWorkers < 1:
+		return usagef("--shadow-workers %d: must be 1 or more", o.shadowWorkers)
+	case o.shadowQueue < 1:
+		return usagef("--shadow-queue %d: must be 1 or more", o.shadowQueue)
+	case o.convergeTimeout <= 0:
+		return usagef("--converge-timeout %s: must be more than 0", o.convergeTimeout)
+	case o.readSettle < 0:
+		return usagef("--shadow-read-settle %s: must be 0 or more", o.readSettle)
+	case o.preReadLimit < 0:
+		return usagef("--pre-read-limit %d: must be 0 or more", o.preReadLimit)
+	case o.gates.VerifyMaxAge <= 0 || o.gates.MaxLag <= 0 || o.gates.LagFreshness <= 0:
+		return usagef("--gate-verify-max-age, --gate-max-lag and --gate-lag-freshness must be more than 0")
+	case o.watchdog.MismatchRate > 1 || o.watchdog.ErrorRate > 1:
+		return usagef("--auto-rollback-mismatch-rate and --auto-rollback-error-rate are shares: at most 1 (negative turns a check off)")
+	case o.watchdog.Window <= 0:
+		return usagef("--auto-rollback-window %s: must be more than 0", o.watchdog.Window)
+	case o.watchdog.MinSamples < 1:
+		return usagef("--auto-rollback-min-samples %d: must be 1 or more", o.watchdog.MinSamples)
+	}
+	for _, b := range strings.Split(o.kafkaBrokers, ",") {
+		if o.kafkaBrokers != "" {
+			if err := checkHostPort("--kafka-brokers", strings.TrimSpace(b)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// adminToken returns the admin API token: the file's content, trimmed, or $TANDEM_ADMIN_TOKEN.
+func (o *migrationOptions) adminToken() (string, error) {
+	if o.tokenFile == "" {
+		return strings.TrimSpace(os.Getenv("TANDEM_ADMIN_TOKEN")), nil
+	}
+	b, err := os.ReadFile(o.tokenFile)
+	if err != nil {
+		return "", usagef("--admin-token-file: %v", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", usagef("--admin-token-file %s is empty", o.tokenFile)
+	}
+	return tok, nil
+}
+
+// migrationStack is what a proxy runs for its migrations: the catalog, flags, journal, and per
+// migration the stores, converge engine, shadow writer, comparer and watchdog.
+type migrationStack struct {
+	log       *slog.Logger
+	routes    *proxy.Routes
+	api       http.Handler
+	manager   *flags.Manager
+	catalog   *catalog.Catalog
+	names     []string
+	engines   map[string]*shadow.Engine
+	specs     map[string]*transform.Spec
+	drainers  []func(context.Context) error // shadow writers and comparers: closed first
+	closers   []func(context.Context) error // run in reverse order, after the background loops stop
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	cluster   *kfake.Cluster
+	evaluator *flags.Evaluator
+}
+
+// startMigrations builds and starts everything the proxy needs for the migrations in o. The old
+// store of every migration is read through upstreamURI, the deployment the proxy forwards to.
+func startMigrations(ctx context.Context, o *migrationOptions, upstreamURI string, reg prometheus.Registerer, log *slog.Logger) (ms *migrationStack, err error) {
+	token, err := o.adminToken()
+	if err != nil {
+		return nil, err
+	}
+	specs, contents, err := o.loadSpecs()
+	if err != nil {
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	ms = &migrationStack{log: log, engines: map[string]*shadow.Engine{}, specs: map[string]*transform.Spec{}, cancel: cancel}
+	defer func() {
+		if err != nil {
+			_ = ms.close(context.Background())
+		}
+	}()
+	who := fmt.Sprintf("tandem proxy %s", processName())
+
+	// The old store, through the upstream; the catalog, on --catalog or the upstream.
+	oldClient, err := mongo.Connect(options.Client().ApplyURI(upstreamURI))
+	if err != nil {
+		return nil, usagef("--upstream: %v", err)
+	}
+	ms.onClose(func(ctx context.Context) error { return oldClient.Disconnect(ctx) })
+	catClient := oldClient
+	if o.catalogURI != "" {
+		if catClient, err = mongo.Connect(options.Client().ApplyURI(o.catalogURI)); err != nil {
+			return nil, usagef("--catalog: %v", err)
+		}
+		ms.onClose(func(ctx context.Context) error { return catClient.Disconnect(ctx) })
+	}
+	openCtx, openCancel := context.WithTimeout(ctx, 30*time.Second)
+	defer openCancel()
+	if ms.catalog, err = catalog.Open(openCtx, catClient, catalog.WithDatabase(o.catalogDB)); err != nil {
+		return nil, fmt.Errorf("opening the catalog: %w", err)
+	}
+
+	// The journal.
+	brokers := strings.Split(o.kafkaBrokers, ",")
+	if o.journalEmbedded {
+		if ms.cluster, err = kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(o.partitions), o.journalTopic)); err != nil {
+			return nil, fmt.Errorf("starting the embedded journal: %w", err)
+		}
+		cluster := ms.cluster
+		ms.onClose(func(context.Context) error { cluster.Close(); return nil })
+		brokers = cluster.ListenAddrs()
+	}
+	journal, err := adapters.NewKafkaJournal(adapters.KafkaJournalConfig{
+		Brokers: brokers, Topic: o.journalTopic, Logger: log, Metrics: adapters.NewJournalMetrics(reg),
+	})
+	if err != nil {
+		return nil, usageError{err}
+	}
+	ms.onClose(func(context.Context) error { journal.Close(); return nil })
+	if err := journal.EnsureTopic(openCtx, int32(o.partitions), -1); err != nil {
+		return nil, fmt.Errorf("journal topic %s: %w", o.journalTopic, err)
+	}
+
+	// Flags: the manager (changes, gates) and the provider every request is steered by.
+	ms.manager = flags.NewManager(ms.catalog, flags.WithGates(o.gates), flags.WithReverseCheck(ms.reverseCheck))
+	provider, err := flags.NewProvider(ms.catalog, flags.WithPollInterval(o.flagsPoll), flags.WithLogger(log), flags.WithMetrics(reg))
+	if err != nil {
+		return nil, err
+	}
+	ofClient, err := flags.Register(openCtx, "tandem-proxy-"+processName(), provider)
+	if err != nil {
+		return nil, err
+	}
+	ms.onClose(func(ctx context.Context) error { return provider.ShutdownWithContext(ctx) })
+	ms.evaluator = flags.NewEvaluator(ofClient)
+	ms.onClose(func(context.Context) error { ms.evaluator.Close(); return nil })
+
+	shadowMetrics := shadow.NewMetrics(reg)
+	var routes []*proxy.Migration
+	olds := map[string]*mongo.Collection{}
+	for i, spec := range specs {
+		if spec.Source.Kind != transform.StoreMongoDB || spec.Key.Source != "_id" {
+			return nil, usagef("spec %s: the proxy takes part only in migrations from a MongoDB collection keyed by _id", spec.File)
+		}
+		if _, dup := ms.engines[spec.Name]; dup {
+			return nil, usagef("spec %s: migration %s is named twice", spec.File, spec.Name)
+		}
+		if _, err := ms.catalog.RegisterSpec(openCtx, spec.Name, spec.Version, string(contents[i]), who); err != nil {
+			return nil, fmt.Errorf("registering %s in the catalog: %w", spec.Name, err)
+		}
+		oldColl := oldClient.Database(spec.Source.Database).Collection(spec.Source.Collection)
+		olds[spec.Name] = oldColl
+		newStore, err := openTarget(openCtx, spec)
+		if err != nil {
+			return nil, fmt.Errorf("spec %s: %w", spec.File, err)
+		}
+		ms.onClose(func(ctx context.Context) error { return newStore.Close(ctx) })
+		engine, err := shadow.NewEngine(shadow.Config{
+			Migration: spec.Name, SpecVersion: spec.Version,
+			Old: adapters.NewMongoStore(oldColl), New: newStore,
+			Forward: spec.Forward, Reverse: spec.Reverse,
+			DeadLetters: ms.catalog, Metrics: shadowMetrics, Log: log.With("migration", spec.Name),
+		})
+		if err != nil {
+			return nil, err
+		}
+		ms.engines[spec.Name] = engine
+		ms.specs[spec.Name] = spec
+		ms.names = append(ms.names, spec.Name)
+
+		var onStore func(bool)
+		var onRead func(bool)
+		if o.autoRollback {
+			wcfg := o.watchdog
+			wcfg.Migration, wcfg.Logger = spec.Name, log.With("migration", spec.Name)
+			wd, err := flags.NewWatchdog(ms.manager, wcfg)
+			if err != nil {
+				return nil, usageError{err}
+			}
+			onStore, onRead = wd.NewStoreOp, wd.ShadowRead
+			ms.wg.Add(1)
+			go func() { defer ms.wg.Done(); wd.Run(runCtx) }()
+		}
+		writer, err := shadow.NewWriter(shadow.WriterConfig{
+			Engine: engine, Journal: journal, Namespace: spec.Source.Database + "." + spec.Source.Collection,
+			Workers: o.shadowWorkers, Depth: o.shadowQueue, Timeout: o.convergeTimeout,
+			OnNewStoreResult: onStore, Metrics: shadowMetrics,
+		})
+		if err != nil {
+			return nil, err
+		}
+		ms.drainers = append(ms.drainers, writer.Close)
+		comparer, err := shadow.NewComparer(shadow.ComparerConfig{
+			Engine: engine, Mismatches: ms.catalog, Timeout: o.convergeTimeout, Settle: o.readSettle,
+			OnCompared: onRead, Metrics: shadowMetrics,
+		})
+		if err != nil {
+			return nil, err
+		}
+		ms.drainers = append(ms.drainers, comparer.Close)
+		routes = append(routes, &proxy.Migration{
+			Name: spec.Name, Database: spec.Source.Database, Collection: spec.Source.Collection,
+			Writer: writer, Reader: comparer, New: engine, PreRead: proxy.MongoPreRead(oldColl),
+			PreReadLimit: o.preReadLimit, Timeout: o.convergeTimeout,
+		})
+	}
+	if ms.routes, err = proxy.NewRoutes(ms.evaluator, o.tenant, routes...); err != nil {
+		return nil, err
+	}
+
+	if o.journalWorker {
+		worker, err := cdc.NewJournalWorker(cdc.JournalWorkerConfig{
+			Journal: journal, Engines: cdc.EngineMap(ms.engines), LagReporter: ms.catalog,
+			FilterKeys: filterKeys(olds, o.preReadLimit), Metrics: cdc.NewWorkerMetrics(reg), Logger: log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		ms.wg.Add(1)
+		go func() {
+			defer ms.wg.Done()
+			if err := worker.Run(runCtx); err != nil && runCtx.Err() == nil {
+				log.Error("journal worker stopped", "err", err)
+			}
+		}()
+	}
+	ms.api = admin.NewHandler(admin.Config{Flags: ms.manager, Token: token, Logger: log})
+	return ms, nil
+}
+
+// loadSpecs reads and parses the spec files (or the demo's embedded specs).
+func (o *migrationOptions) loadSpecs() ([]*transform.Spec, [][]byte, error) {
+	var specs []*transform.Spec
+	var contents [][]byte
+	add := func(name string, data []byte) error {
+		spec, err := transform.Parse(name, data)
+		if err != nil {
+			return usagef("--spec %s: %v", name, err)
+		}
+		if o.rewrite != nil {
+			o.rewrite(spec)
+		}
+		specs = append(specs, spec)
+		contents = append(contents, data)
+		return nil
+	}
+	for _, path := range o.specs {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, nil, usagef("--spec: %v", err)
+		}
+		if err := add(path, data); err != nil {
+			return nil, nil, err
+		}
+	}
+	for name, data := range o.specData {
+		if err := add(name, data); err != nil {
+			return nil, nil, err
+		}
+	}
+	return specs, contents, nil
+}
+
+// reverseCheck is the cutover gate's check of the reverse path: the migration must be one this
+// proxy runs, with a reverse transform.
+func (ms *migrationStack) reverseCheck(_ context.Context, migration string) error {
+	spec, ok := ms.specs[migration]
+	if !ok {
+		return fmt.Errorf("migration %s is not run by this proxy", migration)
+	}
+	if len(spec.ReverseSteps()) == 0 {
+		return fmt.Errorf("migration %s has no reverse steps: a rollback after cutover could not bring new writes back", migration)
+	}
+	return nil
+}
+
+// filterKeys resolves an unkeyed journal entry to the keys of the old documents matching its
+// filter now (best effort: a delete by filter matches nothing any more).
+func filterKeys(olds map[string]*mongo.Collection, limit int) cdc.FilterKeysFunc {
+	return func(ctx context.Context, migration, _ string, filter bson.Raw) ([]adapters.Key, error) {
+		coll, ok := olds[migration]
+		if !ok {
+			return nil, fmt.Errorf("migration %s: %w", migration, cdc.ErrUnresolvable)
+		}
+		if len(filter) == 0 {
+			return nil, fmt.Errorf("no filter (an insert without _id, say): %w", cdc.ErrUnresolvable)
+		}
+		keys, err := proxy.MongoPreRead(coll)(ctx, filter, limit)
+		if err != nil {
+			return nil, err
+		}
+		if len(keys) > limit {
+			return nil, fmt.Errorf("filter matches more than %d documents: %w", limit, cdc.ErrUnresolvable)
+		}
+		return keys, nil
+	}
+}
+
+func (ms *migrationStack) onClose(f func(context.Context) error) { ms.closers = append(ms.closers, f) }
+
+// close drains the shadow writers and comparers (what they hold is converged or journaled),
+// stops the background loops, then closes the rest, newest first. The proxy must have drained
+// already.
+func (ms *migrationStack) close(ctx context.Context) error {
+	var errs []error
+	for _, f := range ms.drainers {
+		if err := f(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if ms.cancel != nil {
+		ms.cancel()
+	}
+	ms.wg.Wait()
+	for i := len(ms.closers) - 1; i >= 0; i-- {
+		if err := ms.closers[i](ctx); err != nil && !errors.Is(err, context.Canceled) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func processName() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s:%d", host, os.Getpid())
+}
