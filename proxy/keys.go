@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -89,6 +90,9 @@ func parseWrite(msg *Message) (writeInfo, error) {
 		return w, fmt.Errorf("%q: %w", name, errNotWrite)
 	}
 	body := msg.Body
+	if err := validateDocument(body, 0); err != nil {
+		return w, fmt.Errorf("%s: %v: %w", name, err, ErrMalformedCommand)
+	}
 	w.unacknowledged = msg.MoreToCome() || unacknowledged(body)
 	if v, ok := lookup(body, "autocommit"); ok && v.Type == bsoncore.TypeBoolean && !v.Boolean() {
 		w.inTxn = true
@@ -126,7 +130,7 @@ func (w *writeInfo) parseInsert(msg *Message) error {
 			w.missingID = true
 			continue
 		}
-		if err := id.Validate(); err != nil {
+		if err := validate(id); err != nil {
 			return fmt.Errorf("insert: documents[%d]._id: %v: %w", i, err, ErrMalformedCommand)
 		}
 		w.keys = append(w.keys, cloneValue(id))
@@ -144,7 +148,7 @@ type statement struct {
 // collation, when given, a document.
 func readStatement(s bsoncore.Document, cmd, field string, i int) (statement, error) {
 	var st statement
-	if err := s.Validate(); err != nil {
+	if err := validateDocument(s, 0); err != nil {
 		return st, fmt.Errorf("%s: %s[%d]: %v: %w", cmd, field, i, err, ErrMalformedCommand)
 	}
 	for _, e := range elements(s) {
@@ -377,7 +381,7 @@ func unacknowledged(body bsoncore.Document) bool {
 // says only narrows the match further, so the documents it matches have _id among these values.
 // ok is false when no condition pins _id, or _id appears twice at the top level.
 func filterKeys(filter bsoncore.Document) (keys []bsoncore.Value, ok bool) {
-	if filter.Validate() != nil {
+	if validateDocument(filter, 0) != nil {
 		return nil, false
 	}
 	found := false
@@ -467,7 +471,7 @@ func isKey(v bsoncore.Value) bool {
 			}
 		}
 	}
-	return v.Validate() == nil
+	return validate(v) == nil
 }
 
 // replyKeys returns the _id values a write's reply names: the upserted documents of an update
@@ -489,7 +493,7 @@ func replyKeys(op string, reply bsoncore.Document) []bson.RawValue {
 		}
 		for _, u := range vals {
 			if d, ok := u.DocumentOK(); ok {
-				if id, ok := lookup(d, "_id"); ok && id.Validate() == nil {
+				if id, ok := lookup(d, "_id"); ok && validate(id) == nil {
 					keys = append(keys, cloneValue(id))
 				}
 			}
@@ -504,7 +508,7 @@ func replyKeys(op string, reply bsoncore.Document) []bson.RawValue {
 			if field == "lastErrorObject" {
 				idField = "upserted"
 			}
-			if id, ok := lookup(v.Document(), idField); ok && id.Validate() == nil {
+			if id, ok := lookup(v.Document(), idField); ok && validate(id) == nil {
 				keys = append(keys, cloneValue(id))
 			}
 		}
@@ -641,7 +645,7 @@ func keyValue(rv bson.RawValue) (any, error) {
 	case bsoncore.TypeNull, bsoncore.TypeUndefined, bsoncore.TypeRegex, bsoncore.TypeArray:
 		return nil, fmt.Errorf("_id of type %s is not a key", bsoncore.Type(rv.Type))
 	}
-	if err := rv.Validate(); err != nil {
+	if err := validate(bsoncore.Value{Type: bsoncore.Type(rv.Type), Data: rv.Value}); err != nil {
 		return nil, fmt.Errorf("_id: %w", err)
 	}
 	var v any
@@ -649,6 +653,78 @@ func keyValue(rv bson.RawValue) (any, error) {
 		return nil, fmt.Errorf("_id of type %s: %w", bsoncore.Type(rv.Type), err)
 	}
 	return v, nil
+}
+
+// maxNesting bounds how deeply validate follows nested documents and arrays (MongoDB allows 200
+// levels in a command).
+const maxNesting = 200
+
+// validate checks a value down to its innermost documents: bsoncore's Validate checks only the
+// framing of a nested document or array, not what is inside it.
+func validate(v bsoncore.Value) error { return validateValue(v, 0) }
+
+func validateValue(v bsoncore.Value, depth int) error {
+	if err := v.Validate(); err != nil {
+		return err
+	}
+	switch v.Type {
+	case bsoncore.TypeEmbeddedDocument, bsoncore.TypeArray:
+		return validateDocument(v.Data, depth+1)
+	case bsoncore.TypeString, bsoncore.TypeSymbol, bsoncore.TypeJavaScript, bsoncore.TypeDBPointer:
+		return checkString(v.Data)
+	case bsoncore.TypeBoolean:
+		if v.Data[0] > 1 {
+			return fmt.Errorf("boolean byte %#x", v.Data[0])
+		}
+	case bsoncore.TypeBinary:
+		// The old binary subtype 2 holds its own length again, which the driver's decoder reads.
+		if n := len(v.Data) - 5; v.Data[4] == 2 && n > 4 && int(int32(binary.LittleEndian.Uint32(v.Data[5:]))) != n-4 {
+			return errors.New("binary subtype 2 with an inner length that does not match")
+		}
+	case bsoncore.TypeCodeWithScope:
+		if len(v.Data) < 8 {
+			return errors.New("malformed code with scope")
+		}
+		if err := checkString(v.Data[4:]); err != nil {
+			return err
+		}
+		_, scope, ok := v.CodeWithScopeOK()
+		if !ok {
+			return errors.New("malformed code with scope")
+		}
+		return validateDocument(scope, depth+1)
+	}
+	return nil
+}
+
+// checkString checks that the BSON string at the start of b ends in NUL, which bsoncore's
+// Validate does not.
+func checkString(b []byte) error {
+	if len(b) < 5 {
+		return errors.New("string shorter than its length")
+	}
+	n := int(int32(binary.LittleEndian.Uint32(b)))
+	if n < 1 || n > len(b)-4 || b[4+n-1] != 0 {
+		return errors.New("string does not end in NUL")
+	}
+	return nil
+}
+
+// validateDocument checks a document as validate checks a value; depth is how deeply it is
+// nested.
+func validateDocument(d bsoncore.Document, depth int) error {
+	if depth > maxNesting {
+		return fmt.Errorf("documents nested more than %d deep", maxNesting)
+	}
+	if err := d.Validate(); err != nil {
+		return err
+	}
+	for _, e := range elements(d) {
+		if err := validateValue(e.Value(), depth); err != nil {
+			return fmt.Errorf("%s: %w", e.Key(), err)
+		}
+	}
+	return nil
 }
 
 // elements returns a document's elements, stopping at the first one that does not read.

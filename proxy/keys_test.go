@@ -874,7 +874,13 @@ func FuzzParseWrite(f *testing.F) {
 			if err := k.Validate(); err != nil {
 				t.Fatalf("invalid key %v: %v", k, err)
 			}
-			_, _ = keyValue(k)
+			if _, err := keyValue(k); err != nil {
+				switch k.Type {
+				case bson.TypeNull, bson.TypeUndefined, bson.TypeRegex, bson.TypeArray:
+				default:
+					t.Fatalf("key %v: %v", k, err)
+				}
+			}
 		}
 		for _, r := range raws {
 			if r != nil {
@@ -886,17 +892,33 @@ func FuzzParseWrite(f *testing.F) {
 	})
 }
 
-// FuzzKeyLookup feeds arbitrary find bodies to parseKeyLookup: it must never panic, and a lookup
-// it accepts must have valid, distinct keys that keyValue converts.
+// FuzzKeyLookup feeds find bodies to parseKeyLookup: either a whole body, or (idType not 0) a
+// find whose filter is {_id: <idType, idValue>} followed by body's bytes as more elements. It
+// must never panic, and a lookup it accepts must have valid, distinct keys that keyValue converts.
 func FuzzKeyLookup(f *testing.F) {
 	for _, b := range []bson.D{
 		{{Key: "find", Value: "c"}, {Key: "filter", Value: bson.D{{Key: "_id", Value: "a"}}}, {Key: "limit", Value: int64(1)}, {Key: "singleBatch", Value: true}, {Key: "$db", Value: "app"}},
 		{{Key: "find", Value: "c"}, {Key: "filter", Value: bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: bson.A{1, int64(1), 1.0, "x", bson.D{{Key: "a", Value: 1}}}}}}}}, {Key: "batchSize", Value: 2}},
 		{{Key: "find", Value: "c"}, {Key: "filter", Value: bson.D{{Key: "_id", Value: bson.D{{Key: "$eq", Value: bson.NewObjectID()}}}}}, {Key: "readConcern", Value: bson.D{{Key: "level", Value: "majority"}}}},
 	} {
-		f.Add(doc(f, b))
+		f.Add(doc(f, b), byte(0), []byte(nil))
 	}
-	f.Fuzz(func(t *testing.T, body []byte) {
+	for _, v := range []any{"k", int32(1), bson.D{{Key: "$in", Value: bson.A{1, 2.0, int64(2), "2"}}}, bson.D{{Key: "$eq", Value: bson.D{{Key: "a", Value: "b"}}}}} {
+		typ, data, err := bson.MarshalValue(v)
+		require.NoError(f, err)
+		extra := doc(f, bson.D{{Key: "limit", Value: 1}, {Key: "$db", Value: "app"}})
+		f.Add(extra[4:len(extra)-1], byte(typ), data)
+	}
+	f.Fuzz(func(t *testing.T, body []byte, idType byte, idValue []byte) {
+		if idType != 0 {
+			filter := append([]byte{0, 0, 0, 0, idType, '_', 'i', 'd', 0}, idValue...)
+			filter = append(filter, 0)
+			filter = bsoncore.UpdateLength(filter, 0, int32(len(filter)))
+			b := bsoncore.AppendStringElement([]byte{0, 0, 0, 0}, "find", "c")
+			b = bsoncore.AppendDocumentElement(b, "filter", filter)
+			b = append(append(b, body...), 0)
+			body = bsoncore.UpdateLength(b, 0, int32(len(b)))
+		}
 		frame := wiremessage.AppendMsgFlags(wiremessage.AppendHeader(nil, 0, 1, 0, wiremessage.OpMsg), 0)
 		frame = withFrameLen(append(append(frame, 0), body...))
 		m, err := decode(frame)
