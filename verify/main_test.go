@@ -1,0 +1,172 @@
+package verify_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/tandemdb/tandem/adapters"
+	"github.com/tandemdb/tandem/catalog"
+	"github.com/tandemdb/tandem/embedmongo"
+	"github.com/tandemdb/tandem/flags"
+	"github.com/tandemdb/tandem/transform"
+	"github.com/tandemdb/tandem/verify"
+)
+
+var client *mongo.Client
+
+func TestMain(m *testing.M) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	store, err := embedmongo.Start(ctx, embedmongo.Options{})
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	client, err = mongo.Connect(options.Client().ApplyURI(store.URI()))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = client.Disconnect(context.Background())
+	store.Stop()
+	os.Exit(code)
+}
+
+const migration = "users-v2"
+
+// fixture is the users-v2 example migration between two FerretDB collections, with a catalog.
+type fixture struct {
+	old, new adapters.Store
+	cat      *catalog.Catalog
+	spec     *transform.Spec
+}
+
+var seq atomic.Int64
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	db := client.Database(fmt.Sprintf("verify_test_%d", seq.Add(1)))
+	t.Cleanup(func() { _ = db.Drop(context.Background()) })
+	cat, err := catalog.Open(ctx, client, catalog.WithDatabase(db.Name()+"_meta"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = client.Database(db.Name() + "_meta").Drop(context.Background()) })
+	spec, err := transform.Load("../examples/users-v2.yaml")
+	require.NoError(t, err)
+	return &fixture{
+		old:  adapters.NewMongoStore(db.Collection("users")),
+		new:  adapters.NewMongoStore(db.Collection("users_v2")),
+		cat:  cat,
+		spec: spec,
+	}
+}
+
+// config is a run over the fixture with small batches, so that every test crosses batches
+// and partitions.
+func (f *fixture) config() verify.Config {
+	return verify.Config{
+		Migration: migration, Old: f.old, New: f.new, Forward: f.spec.Forward,
+		Catalog: f.cat, Progress: f.cat, Partitions: 3, Batch: 7, Concurrency: 2,
+	}
+}
+
+func userID(i int) string { return fmt.Sprintf("user-%06d", i) }
+
+// user is a source document of examples/users-v2.yaml.
+func user(i int) bson.D {
+	return bson.D{
+		{Key: "_id", Value: userID(i)},
+		{Key: "name", Value: fmt.Sprintf("User %d", i)},
+		{Key: "email", Value: fmt.Sprintf("user%d@example.com", i)},
+		{Key: "age", Value: int32(18 + i%50)},
+		{Key: "created", Value: bson.NewDateTimeFromTime(time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC).Add(time.Duration(i) * time.Hour))},
+	}
+}
+
+// seed writes users 0..n-1 to old and their transforms to new: a converged migration.
+func (f *fixture) seed(t *testing.T, n int) {
+	t.Helper()
+	ctx := context.Background()
+	var olds, news []adapters.WriteOp
+	for i := range n {
+		d := user(i)
+		olds = append(olds, adapters.WriteOp{Key: userID(i), Doc: d})
+		news = append(news, adapters.WriteOp{Key: userID(i), Doc: f.forward(t, d)})
+	}
+	if n > 0 {
+		require.NoError(t, f.old.BulkWrite(ctx, olds))
+		require.NoError(t, f.new.BulkWrite(ctx, news))
+	}
+}
+
+func (f *fixture) forward(t *testing.T, d bson.D) bson.D {
+	t.Helper()
+	out, err := f.spec.Forward(d)
+	require.NoError(t, err)
+	return out
+}
+
+// write is a writer that converges: it writes old, then the transform to new (or deletes
+// from both, old first), as the proxy does in the dual phase. Hooks call it on a run's
+// goroutines, so it reports errors rather than stopping the test.
+func (f *fixture) write(key string, doc bson.D) error {
+	ctx := context.Background()
+	if doc == nil {
+		if err := f.old.Delete(ctx, key); err != nil {
+			return err
+		}
+		return f.new.Delete(ctx, key)
+	}
+	out, err := f.spec.Forward(doc)
+	if err != nil {
+		return err
+	}
+	if err := f.old.Upsert(ctx, doc); err != nil {
+		return err
+	}
+	return f.new.Upsert(ctx, out)
+}
+
+// convergeForward is a stand-in for shadow.Engine.Converge(ctx, key, shadow.Forward), which
+// verify may not import: new gets the transform of old's document, or loses the key.
+func (f *fixture) convergeForward(ctx context.Context, key adapters.Key) error {
+	doc, err := f.old.Get(ctx, key)
+	switch {
+	case err == nil:
+		out, err := f.spec.Forward(doc)
+		if err != nil {
+			return err
+		}
+		return f.new.Upsert(ctx, out)
+	case errors.Is(err, adapters.ErrNotFound):
+		return f.new.Delete(ctx, key)
+	default:
+		return err
+	}
+}
+
+// newestSummary decodes the migration's newest verify report both as the verifier wrote it
+// and as the cutover gate reads it.
+func (f *fixture) newestSummary(t *testing.T) (catalog.VerifySummary, flags.VerifySummary) {
+	t.Helper()
+	reports, err := f.cat.Reports(context.Background(), migration, flags.ReportKindVerify, 1)
+	require.NoError(t, err)
+	require.Len(t, reports, 1)
+	var mine catalog.VerifySummary
+	require.NoError(t, json.Unmarshal([]byte(reports[0].Content), &mine))
+	var gate flags.VerifySummary
+	require.NoError(t, json.Unmarshal([]byte(reports[0].Content), &gate))
+	return mine, gate
+}
