@@ -93,6 +93,12 @@ func TestCutoverGates(t *testing.T) {
 		{name: "reverse check fails", gate: flags.GateReversePath, detail: "reverse check failed: reverse tailer not running",
 			check: func(context.Context, string) error { return errors.New("reverse tailer not running") }, setup: passAll},
 		{name: "reverse check passes", check: func(context.Context, string) error { return nil }, setup: passAll},
+		{name: "the verifier's summary", setup: func(t *testing.T, c *catalog.Catalog) {
+			passLag(t, c)
+			require.NoError(t, c.SaveVerifySummary(context.Background(), "users", catalog.VerifySummary{
+				Keys: 5, Clean: true, Started: clock().Add(-time.Minute), Finished: clock(), Rechecked: 2, Samples: []string{"x"},
+			}))
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			offset.Store(0)
