@@ -24,7 +24,8 @@ var errNotWrite = errors.New("not a write command")
 
 // writeInfo is what a write request tells about the documents it changes
 // (https://www.mongodb.com/docs/manual/reference/command/nav-crud/). Every value in it is a copy:
-// it stays valid after the frame it was read from is reused.
+// it stays valid after the frame it was read from is reused. Its keys assume the collection's
+// default collation is simple: under another, {_id: "a"} can match "A" too.
 type writeInfo struct {
 	// op is "insert", "update", "delete" or "findAndModify" (also for findandmodify).
 	op string
@@ -62,7 +63,8 @@ type unkeyedWrite struct {
 }
 
 // keyLookup is a find that only fetches documents by _id, so another store holding the same
-// documents by _id can answer it. Its keys are copies, in the order the request gave them.
+// documents by _id can answer it. Its keys are copies, in the order the request gave them. Like
+// writeInfo, it assumes the collection's default collation is simple.
 // MongoDB promises no order without a sort, but in practice returns the matches in _id order
 // (it scans the _id index), which is also the order limit takes them in.
 type keyLookup struct {
@@ -76,8 +78,8 @@ type keyLookup struct {
 
 // parseWrite reads which documents an insert, update, delete or findAndModify changes. Its
 // statements come from the body or from document sequences (Message.Sequence). A statement it
-// cannot read is an error naming the command, the statement and the field; the server will
-// answer that request with its own error.
+// cannot read is an error naming the command, the statement and the field, and leaves the
+// writeInfo holding only what came before it; the server rejects such a request as a whole.
 func parseWrite(msg *Message) (writeInfo, error) {
 	var w writeInfo
 	name := string(msg.Name)
