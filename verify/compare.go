@@ -52,6 +52,10 @@ func (r *run) checkOld(ctx context.Context, docs []bson.D) error {
 	if r.cfg.afterRead != nil {
 		r.cfg.afterRead(passOld, keys)
 	}
+	if len(keys) == 0 {
+		r.count(ctx, t)
+		return nil
+	}
 	got, err := r.cfg.New.BatchGet(ctx, keys)
 	if err != nil {
 		return fmt.Errorf("reading %d keys from the new store: %w", len(keys), err)
@@ -84,6 +88,10 @@ func (r *run) checkNew(ctx context.Context, docs []bson.D) error {
 	}
 	if r.cfg.afterRead != nil {
 		r.cfg.afterRead(passNew, keys)
+	}
+	if len(keys) == 0 {
+		r.count(ctx, t)
+		return nil
 	}
 	have, err := r.cfg.Old.BatchGet(ctx, keys)
 	if err != nil {

@@ -181,6 +181,9 @@ func TestFindsEachKindOfMismatch(t *testing.T) {
 	require.Len(t, got[untransformable].Diff, 1)
 	assert.True(t, strings.HasPrefix(got[untransformable].Diff[0], "transform failed: "), got[untransformable].Diff[0])
 	assert.Contains(t, got[untransformable].Diff[0], "age")
+	p, err := f.cat.Progress(context.Background(), migration, verify.ProgressPath)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]int64{"keys": 21, "mismatches": 4, "errors": 1}, p)
 
 	saved, gate := f.newestSummary(t)
 	assert.Equal(t, sum, saved)
@@ -302,6 +305,7 @@ func TestBreakingWriteDuringTheRunIsCaught(t *testing.T) {
 	f.seed(t, 10)
 	cfg := f.config()
 	cfg.Batch = 100
+	cfg.Settle = time.Millisecond // the wait changes nothing here: the wrong document stays
 	var once sync.Once
 	var changed string
 	verify.SetAfterRead(&cfg, func(p verify.Pass, keys []adapters.Key) {

@@ -1,0 +1,84 @@
+package verify_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tandemdb/tandem/adapters"
+	"github.com/tandemdb/tandem/catalog"
+	"github.com/tandemdb/tandem/testenv"
+	"github.com/tandemdb/tandem/transform"
+	"github.com/tandemdb/tandem/verify"
+)
+
+// TestDynamoDBTarget verifies MongoDB → DynamoDB (moto): documents are compared through the
+// table's value mapping (one number type, no int32), segments are scanned for extra items.
+func TestDynamoDBTarget(t *testing.T) {
+	moto := testenv.StartMotoT(t)
+	ctx := context.Background()
+	table := testenv.UniqueName("users_v2")
+	require.NoError(t, testenv.CreateTable(ctx, moto.DynamoDB(), testenv.Table{Name: table, Key: "pk"}))
+	dyn, err := adapters.NewDynamoStore(ctx, table, "pk", adapters.DynamoClient(moto.DynamoDB()))
+	require.NoError(t, err)
+	spec, err := transform.Parse("users-dyn.yaml", []byte(`name: users-dyn
+source:
+  mongodb: {uri: "mongodb://unused/", database: d, collection: users}
+target:
+  dynamodb: {table: `+table+`, region: us-east-1}
+key:
+  source: _id
+  partition: pk
+forward:
+  - compute: {path: email_domain, expr: 'doc.email.split("@")[1]'}
+  - rename: {from: name, to: profile.full_name}
+  - move: {from: email, to: profile.email}
+  - convert: {path: age, from: int32, to: int64}
+  - convert: {path: created, from: date, to: string}
+  - set: {path: schema_version, value: 2}
+`))
+	require.NoError(t, err)
+
+	f := newFixture(t)
+	f.new, f.spec = dyn, spec
+	const n = 25
+	var olds, news []adapters.WriteOp
+	for i := range n {
+		olds = append(olds, adapters.WriteOp{Key: userID(i), Doc: user(i)})
+		news = append(news, adapters.WriteOp{Key: userID(i), Doc: f.forward(t, user(i))})
+	}
+	require.NoError(t, f.old.BulkWrite(ctx, olds))
+	require.NoError(t, dyn.BulkWrite(ctx, news))
+
+	sum, err := verify.Run(ctx, f.config())
+	require.NoError(t, err)
+	assert.True(t, sum.Clean, "%+v", sum)
+	assert.Equal(t, int64(n), sum.Keys)
+	assert.Zero(t, sum.Rechecked, "int64 and int32 values compare as the table returns them")
+
+	wrong := setField(f.forward(t, user(5)), "email_domain", "example.org")
+	require.NoError(t, dyn.Upsert(ctx, wrong))
+	require.NoError(t, dyn.Delete(ctx, userID(6)))
+	require.NoError(t, dyn.Upsert(ctx, f.forward(t, user(700))))
+	cfg := f.config()
+	cfg.Repair = f.convergeForward
+	sum, err = verify.Run(ctx, cfg)
+	require.NoError(t, err)
+	assert.False(t, sum.Clean)
+	assert.Equal(t, catalog.VerifySummary{Differing: 1, Missing: 1, Extra: 1, Repaired: 3},
+		catalog.VerifySummary{Differing: sum.Differing, Missing: sum.Missing, Extra: sum.Extra, Repaired: sum.Repaired})
+	assert.Equal(t, int64(n+1), sum.Keys)
+	mm, err := f.cat.Mismatches(ctx, migration, 0)
+	require.NoError(t, err)
+	got := byKey(t, mm)
+	assert.Equal(t, []string{`email_domain: want string "example.com", got string "example.org"`}, got[userID(5)].Diff)
+	assert.Equal(t, []string{"missing in the new store"}, got[userID(6)].Diff)
+	assert.Contains(t, got, userID(700))
+
+	sum, err = verify.Run(ctx, f.config())
+	require.NoError(t, err)
+	assert.True(t, sum.Clean, "repaired: %+v", sum)
+	assert.Equal(t, int64(n), sum.Keys)
+}
