@@ -39,6 +39,8 @@ type Journal interface {
 	Consume(ctx context.Context, group string, handle func(ctx context.Context, batch []adapters.JournalEntry) error) error
 }
 
+var _ Journal = (*adapters.KafkaJournal)(nil)
+
 // LagReporter records how far a component is behind (*catalog.Catalog).
 type LagReporter interface {
 	ReportLag(ctx context.Context, migration, component string, lag time.Duration) error
@@ -78,6 +80,10 @@ type JournalWorkerConfig struct {
 	LagReporter LagReporter
 	// Component is the component name of lag reports. Optional; default ComponentJournal.
 	Component string
+	// Migrations are the migrations this worker converges. Each is reported (with the largest
+	// lag of any partition, 0 when caught up) even while the journal holds nothing for it, so
+	// an idle migration shows a fresh lag of 0 instead of none. Optional.
+	Migrations []string
 	// LagEvery is how often lag is reported. Optional; default 5s.
 	LagEvery time.Duration
 	// Metrics receives counts and the lag. Optional; default: unregistered collectors.
@@ -252,7 +258,15 @@ func (w *JournalWorker) reportLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		for migration, lag := range w.lag.lags(time.Now()) {
+		now := time.Now()
+		lags := w.lag.lags(now)
+		for _, m := range w.cfg.Migrations {
+			if _, seen := lags[m]; !seen {
+				// Its entries, if any, are somewhere this worker has not reached yet.
+				lags[m] = w.lag.anyLag(now)
+			}
+		}
+		for migration, lag := range lags {
 			w.m.lag.WithLabelValues(migration).Set(lag.Seconds())
 			if w.cfg.LagReporter == nil {
 				continue

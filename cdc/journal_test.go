@@ -2,7 +2,6 @@ package cdc_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -97,7 +96,7 @@ func newFixture(t *testing.T, newColl *mongo.Collection) *fixture {
 	f := &fixture{db: client.Database(fmt.Sprintf("cdc_test_%d", seq.Add(1))), reg: prometheus.NewRegistry()}
 	f.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
-		f.log = slog.New(slog.NewTextHandler(testWriter{t}, nil))
+		f.log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	t.Cleanup(func() {
 		_ = f.db.Drop(context.Background())
@@ -191,22 +190,32 @@ func eventually(t *testing.T, what string, cond func() bool) {
 func (f *fixture) converged(t *testing.T, store *adapters.MongoStore, keys ...string) bool {
 	t.Helper()
 	ctx := context.Background()
-	for _, k := range keys {
-		src, serr := f.old.Get(ctx, k)
-		dst, derr := store.Get(ctx, k)
-		if serr != nil {
-			require.ErrorIs(t, serr, adapters.ErrNotFound)
-			if !errors.Is(derr, adapters.ErrNotFound) {
+	ks := make([]adapters.Key, len(keys))
+	for i, k := range keys {
+		ks[i] = k
+	}
+	src, err := f.old.BatchGet(ctx, ks)
+	require.NoError(t, err)
+	dst, err := store.BatchGet(ctx, ks)
+	if err != nil {
+		return false // the new store may be starting
+	}
+	for _, k := range ks {
+		ksr := adapters.KeyString(k)
+		s, inOld := src[ksr]
+		d, inNew := dst[ksr]
+		if !inOld {
+			if inNew {
 				return false
 			}
 			continue
 		}
-		if derr != nil {
+		if !inNew {
 			return false
 		}
-		want, err := f.spec.Forward(src)
+		want, err := f.spec.Forward(s)
 		require.NoError(t, err)
-		if !transform.Equal(want, dst) {
+		if !transform.Equal(want, d) {
 			return false
 		}
 	}

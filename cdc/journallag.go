@@ -127,3 +127,20 @@ func (t *lagTracker) lags(now time.Time) map[string]time.Duration {
 	}
 	return out
 }
+
+// anyLag is the largest lag of any partition, whatever its migrations: the lag of a migration
+// whose entries the worker has not seen.
+func (t *lagTracker) anyLag(now time.Time) time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var lag time.Duration
+	for _, p := range t.parts {
+		for _, at := range p.pending {
+			lag = max(lag, now.Sub(at))
+		}
+		if p.behind {
+			lag = max(lag, now.Sub(p.newestAt))
+		}
+	}
+	return lag
+}
