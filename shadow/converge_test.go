@@ -78,6 +78,11 @@ func newFixture(t *testing.T, onError string) *fixture {
 	cat, err := catalog.Open(context.Background(), client, catalog.WithDatabase(db.Name()+"_meta"))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = client.Database(db.Name() + "_meta").Drop(context.Background()) })
+	// Create the collections first: FerretDB (SQLite) can stall for seconds when concurrent
+	// converges create a collection with their first writes.
+	for _, name := range []string{"users", "users_v2"} {
+		require.NoError(t, db.CreateCollection(context.Background(), name))
+	}
 	f := &fixture{old: adapters.NewMongoStore(db.Collection("users")), new: adapters.NewMongoStore(db.Collection("users_v2")), cat: cat}
 	f.useSpec(t, onError)
 	return f
