@@ -52,4 +52,13 @@
 // Size. An item over 400 KB (DynamoMaxItemSize, counted by ItemSize with DynamoDB's rules: names
 // plus values, numbers by significant digits, 3 bytes per map or list plus 1 per element) fails
 // before it is sent, with an error wrapping ErrItemTooLarge that names the key and the size.
+//
+// # KafkaJournal
+//
+// KafkaJournal is the journal of changed keys on a Kafka topic (franz-go). Each JournalEntry is
+// a BSON record {v: JournalFormatVersion, entry: …} keyed by migration and KeyString(key), so a
+// key keeps its partition; Append waits for the idempotent producer's acknowledgements, and
+// Consume hands a consumer group's batches to a handler, committing each only after the handler
+// succeeded and retrying it with backoff otherwise. Delivery is at least once, in order per key.
+// README.md describes the format, partitioning, revocation and bad records.
 package adapters
