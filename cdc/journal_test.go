@@ -136,7 +136,10 @@ func newFixture(t *testing.T, newColl *mongo.Collection) *fixture {
 
 type testWriter struct{ t *testing.T }
 
-func (w testWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
 
 // run starts a worker until the test ends.
 func (f *fixture) run(t *testing.T, cfg cdc.JournalWorkerConfig) {
