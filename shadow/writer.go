@@ -85,8 +85,9 @@ type WriterConfig struct {
 	// DeadLetters takes the keys the journal could not. Optional; default: the engine's.
 	DeadLetters DeadLetters
 	// OnNewStoreResult, optional, is told of every converge's outcome (failed: it returned an
-	// error — mostly the new store unreachable or slow), for the automatic-rollback watchdog.
-	// It runs on converge workers and on Sync's caller: it must not block.
+	// error — mostly the new store unreachable or slow), for the automatic-rollback watchdog;
+	// converges abandoned by Close or by Sync's caller are not reported. It runs on converge
+	// workers and on Sync's caller: it must not block.
 	OnNewStoreResult func(failed bool)
 	// Log is the logger. Optional; default: the engine's.
 	Log *slog.Logger
@@ -185,7 +186,9 @@ func (w *Writer) Async(keys []adapters.Key, op string) {
 
 // asyncDone runs on a converge worker with the outcome of an Async key.
 func (w *Writer) asyncDone(res Result, err error, op string, at time.Time) {
-	w.newStoreResult(err != nil)
+	if !errors.Is(err, context.Canceled) { // cancelled: abandoned by Close, no verdict on the store
+		w.newStoreResult(err != nil)
+	}
 	switch {
 	case err != nil:
 		w.cfg.Log.Debug("shadow write not converged; journaling its key", "ns", w.cfg.Namespace, "key", adapters.KeyString(res.Key), "err", err)
@@ -218,7 +221,9 @@ func (w *Writer) Sync(ctx context.Context, keys []adapters.Key, op string) error
 				continue
 			}
 			seen[ks] = struct{}{}
-			w.newStoreResult(true)
+			if ctx.Err() == nil { // else the caller gave up: no verdict on the store
+				w.newStoreResult(true)
+			}
 			batch = append(batch, pending{entry: w.entry(k, op, ReasonConvergeFailed, at), mode: modeSync})
 		}
 		left, journaled := w.flush(ctx, batch)
