@@ -143,7 +143,7 @@ func Run(ctx context.Context, cfg Config) (catalog.VerifySummary, error) {
 	}
 	r := newRun(cfg.withDefaults())
 	started := time.Now().UTC()
-	r.log.Info("verification started", "migration", cfg.Migration)
+	r.log.Info("verification started")
 	err := r.verify(ctx)
 	sum := r.summary(started, time.Now().UTC(), err)
 	saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), summaryTimeout)
@@ -151,7 +151,7 @@ func Run(ctx context.Context, cfg Config) (catalog.VerifySummary, error) {
 	if serr := cfg.Catalog.SaveVerifySummary(saveCtx, cfg.Migration, sum); serr != nil {
 		err = errors.Join(err, fmt.Errorf("verify %s: saving the summary: %w", cfg.Migration, serr))
 	}
-	r.log.Info("verification finished", "migration", cfg.Migration, "clean", sum.Clean, "keys", sum.Keys,
+	r.log.Info("verification finished", "clean", sum.Clean, "keys", sum.Keys,
 		"mismatches", sum.Mismatches, "errors", sum.Errors, "rechecked", sum.Rechecked, "repaired", sum.Repaired, "err", err)
 	return sum, err
 }
