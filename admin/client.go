@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/tandemdb/tandem/catalog"
 	"github.com/tandemdb/tandem/flags"
 )
 
@@ -99,6 +100,14 @@ func (c *Client) Cutover(ctx context.Context, migration, reason string) (Cutover
 	if errors.As(err, &e) {
 		out.Gates = e.Gates
 	}
+	return out, err
+}
+
+// Verify runs a full verification on the server (repairing confirmed mismatches with repair)
+// and returns its summary; a run that found mismatches is no error: see Clean.
+func (c *Client) Verify(ctx context.Context, migration string, repair bool) (catalog.VerifySummary, error) {
+	var out catalog.VerifySummary
+	err := c.do(ctx, http.MethodPost, migration, "verify", nil, VerifyRequest{Repair: repair}, &out)
 	return out, err
 }
 

@@ -53,6 +53,10 @@ type Config struct {
 	// Who names the caller of a request for the audit trail; the handler prefixes "api:".
 	// An error refuses the request with 400. Default: DefaultWho.
 	Who func(r *http.Request) (string, error)
+	// Verify runs a full verification of a migration (repairing confirmed mismatches when
+	// repair is set) and returns its summary, which the cutover gate reads. Optional; without
+	// it POST /v1/migrations/{name}/verify answers 501.
+	Verify func(ctx context.Context, migration string, repair bool) (catalog.VerifySummary, error)
 }
 
 // MaxBodyBytes is the largest request body the handler reads; a larger one gets 413.
@@ -72,7 +76,7 @@ func NewHandler(cfg Config) http.Handler {
 	if cfg.Flags == nil {
 		panic("admin.NewHandler: Config.Flags is required")
 	}
-	h := &handler{flags: cfg.Flags, log: cfg.Logger, who: cfg.Who}
+	h := &handler{flags: cfg.Flags, log: cfg.Logger, who: cfg.Who, verify: cfg.Verify}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -89,6 +93,7 @@ func NewHandler(cfg Config) http.Handler {
 	mux.Handle("/v1/migrations/{name}/phase", methods{http.MethodPost: h.write(h.advance)})
 	mux.Handle("/v1/migrations/{name}/cutover", methods{http.MethodPost: h.write(h.cutover)})
 	mux.Handle("/v1/migrations/{name}/rollback", methods{http.MethodPost: h.write(h.rollback)})
+	mux.Handle("/v1/migrations/{name}/verify", methods{http.MethodPost: h.write(h.runVerify)})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, CodeNotFound, fmt.Sprintf("no admin endpoint %s", r.URL.Path), nil)
 	})
@@ -96,6 +101,7 @@ func NewHandler(cfg Config) http.Handler {
 }
 
 type handler struct {
+	verify   func(ctx context.Context, migration string, repair bool) (catalog.VerifySummary, error)
 	flags    Flags
 	log      *slog.Logger
 	who      func(*http.Request) (string, error)
@@ -217,6 +223,10 @@ type (
 	// CutoverRequest is the body of POST /v1/migrations/{name}/cutover; it may be empty.
 	CutoverRequest struct {
 		Reason string `json:"reason"`
+	}
+	// VerifyRequest is the body of POST /v1/migrations/{name}/verify; it may be empty.
+	VerifyRequest struct {
+		Repair bool `json:"repair"`
 	}
 	// RollbackRequest is the body of POST /v1/migrations/{name}/rollback. An empty To lets the
 	// flags manager choose the phase to return to.
@@ -384,6 +394,26 @@ func (h *handler) rollback(w http.ResponseWriter, r *http.Request, c change) {
 	}
 	h.log.Warn("admin: rolled back", "migration", c.migration, "to", v.Phase, "who", c.who, "why", req.Reason, "revision", v.Revision)
 	writeJSON(w, http.StatusOK, v)
+}
+
+// runVerify runs a full verification. It changes no flag, but it writes mismatches, repairs
+// (with repair) and the summary the cutover gate reads, so it needs the token.
+func (h *handler) runVerify(w http.ResponseWriter, r *http.Request, c change) {
+	var req VerifyRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if h.verify == nil {
+		writeError(w, http.StatusNotImplemented, CodeBadRequest, "verification is not available on this server (it runs on a proxy started with --spec)", nil)
+		return
+	}
+	sum, err := h.verify(r.Context(), c.migration, req.Repair)
+	if err != nil {
+		h.fail(w, r, err, nil)
+		return
+	}
+	h.log.Info("admin: verified", "migration", c.migration, "who", c.who, "clean", sum.Clean, "keys", sum.Keys, "mismatches", sum.Mismatches)
+	writeJSON(w, http.StatusOK, sum)
 }
 
 // decode reads a JSON body of at most MaxBodyBytes into dst, refusing unknown fields and

@@ -143,7 +143,11 @@ func (w *JournalWorker) Run(ctx context.Context) error {
 		<-reportDone
 	}()
 	for attempt := 1; ; attempt++ {
+		started := time.Now()
 		err := w.cfg.Journal.Consume(ctx, w.cfg.Group, w.handle)
+		if time.Since(started) > time.Minute {
+			attempt = 1 // it ran well for a while: start the backoff over
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -201,6 +205,7 @@ func (w *JournalWorker) convergeMigration(ctx context.Context, migration string,
 	if err != nil {
 		return fmt.Errorf("journal worker: engine of migration %s: %w", migration, err)
 	}
+	w.lag.known(migration)
 	var keys []adapters.Key
 	for _, e := range entries {
 		if e.Key != nil {

@@ -18,6 +18,9 @@ import (
 //   - else, when the partition was behind, now − At of the newest entry converged there;
 //   - else 0: caught up.
 //
+// Only migrations marked known (their engine was found) are reported, so that entries of an
+// unknown migration leave no lag records behind.
+//
 // A partition that is behind or has a batch pending and has not been touched for forgetAfter is
 // forgotten: it was revoked (its new owner reports it) or this worker stopped.
 type lagTracker struct {
@@ -26,6 +29,7 @@ type lagTracker struct {
 	mu         sync.Mutex
 	parts      map[partKey]*partLag
 	migrations map[string]map[partKey]struct{}
+	isKnown    map[string]bool
 }
 
 type partKey struct {
@@ -41,7 +45,14 @@ type partLag struct {
 }
 
 func newLagTracker(forgetAfter time.Duration) *lagTracker {
-	return &lagTracker{forgetAfter: forgetAfter, parts: map[partKey]*partLag{}, migrations: map[string]map[partKey]struct{}{}}
+	return &lagTracker{forgetAfter: forgetAfter, parts: map[partKey]*partLag{}, migrations: map[string]map[partKey]struct{}{}, isKnown: map[string]bool{}}
+}
+
+// known marks a migration as one whose lag is reported.
+func (t *lagTracker) known(migration string) {
+	t.mu.Lock()
+	t.isKnown[migration] = true
+	t.mu.Unlock()
 }
 
 func keyOf(e adapters.JournalEntry) partKey {
@@ -97,7 +108,7 @@ func (t *lagTracker) done(batch []adapters.JournalEntry, now time.Time) {
 	p.touched = now
 }
 
-// lags returns the lag of every migration seen.
+// lags returns the lag of every known migration seen.
 func (t *lagTracker) lags(now time.Time) map[string]time.Duration {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -108,6 +119,9 @@ func (t *lagTracker) lags(now time.Time) map[string]time.Duration {
 	}
 	out := make(map[string]time.Duration, len(t.migrations))
 	for m, parts := range t.migrations {
+		if !t.isKnown[m] {
+			continue
+		}
 		var lag time.Duration
 		for k := range parts {
 			p := t.parts[k]

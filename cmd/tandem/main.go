@@ -56,7 +56,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
-	root.AddCommand(newProxyCmd(&g), newDemoCmd(&g), newValidateCmd(&g), newFlagsCmd(), newPhaseCmd(), newCutoverCmd(), newRollbackCmd(), newHistoryCmd())
+	root.AddCommand(newProxyCmd(&g), newDemoCmd(&g), newValidateCmd(&g), newFlagsCmd(), newPhaseCmd(), newCutoverCmd(), newRollbackCmd(), newHistoryCmd(), newVerifyCmd())
 	return root
 }
 

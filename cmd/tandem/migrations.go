@@ -160,6 +160,7 @@ type migrationStack struct {
 	names     []string
 	engines   map[string]*shadow.Engine
 	specs     map[string]*transform.Spec
+	stores    map[string][2]adapters.Store // old, new
 	drainers  []func(context.Context) error // shadow writers and comparers: closed first
 	closers   []func(context.Context) error // run in reverse order, after the background loops stop
 	cancel    context.CancelFunc
@@ -180,7 +181,7 @@ func startMigrations(ctx context.Context, o *migrationOptions, upstreamURI strin
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	ms = &migrationStack{log: log, engines: map[string]*shadow.Engine{}, specs: map[string]*transform.Spec{}, cancel: cancel}
+	ms = &migrationStack{log: log, engines: map[string]*shadow.Engine{}, specs: map[string]*transform.Spec{}, stores: map[string][2]adapters.Store{}, cancel: cancel}
 	defer func() {
 		if err != nil {
 			_ = ms.close(context.Background())
@@ -262,9 +263,11 @@ func startMigrations(ctx context.Context, o *migrationOptions, upstreamURI strin
 			return nil, fmt.Errorf("spec %s: %w", spec.File, err)
 		}
 		ms.onClose(func(ctx context.Context) error { return newStore.Close(ctx) })
+		oldStore := adapters.NewMongoStore(oldColl)
+		ms.stores[spec.Name] = [2]adapters.Store{oldStore, newStore}
 		engine, err := shadow.NewEngine(shadow.Config{
 			Migration: spec.Name, SpecVersion: spec.Version,
-			Old: adapters.NewMongoStore(oldColl), New: newStore,
+			Old: oldStore, New: newStore,
 			Forward: spec.Forward, Reverse: spec.Reverse,
 			DeadLetters: ms.catalog, Metrics: shadowMetrics, Log: log.With("migration", spec.Name),
 		})
@@ -317,7 +320,7 @@ func startMigrations(ctx context.Context, o *migrationOptions, upstreamURI strin
 
 	if o.journalWorker {
 		worker, err := cdc.NewJournalWorker(cdc.JournalWorkerConfig{
-			Journal: journal, Engines: cdc.EngineMap(ms.engines), LagReporter: ms.catalog,
+			Journal: journal, Engines: cdc.EngineMap(ms.engines), LagReporter: ms.catalog, Migrations: ms.names,
 			FilterKeys: filterKeys(olds, o.preReadLimit), Metrics: cdc.NewWorkerMetrics(reg), Logger: log,
 		})
 		if err != nil {
@@ -331,7 +334,7 @@ func startMigrations(ctx context.Context, o *migrationOptions, upstreamURI strin
 			}
 		}()
 	}
-	ms.api = admin.NewHandler(admin.Config{Flags: ms.manager, Token: token, Logger: log})
+	ms.api = admin.NewHandler(admin.Config{Flags: ms.manager, Token: token, Logger: log, Verify: ms.verify})
 	return ms, nil
 }
 
