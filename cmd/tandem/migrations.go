@@ -160,7 +160,7 @@ type migrationStack struct {
 	names     []string
 	engines   map[string]*shadow.Engine
 	specs     map[string]*transform.Spec
-	stores    map[string][2]adapters.Store // old, new
+	stores    map[string][2]adapters.Store  // old, new
 	drainers  []func(context.Context) error // shadow writers and comparers: closed first
 	closers   []func(context.Context) error // run in reverse order, after the background loops stop
 	cancel    context.CancelFunc
