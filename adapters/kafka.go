@@ -119,7 +119,8 @@ func NewKafkaJournal(cfg KafkaJournalConfig) (*KafkaJournal, error) {
 	// without duplicates or reordering within a partition); the default partitioner hashes the
 	// record key (murmur2, as the Java client), so a key keeps its partition while the topic's
 	// partition count does not change.
-	p, err := kgo.NewClient(j.opts(kgo.DefaultProduceTopic(cfg.Topic), kgo.RequiredAcks(kgo.AllISRAcks()))...)
+	p, err := kgo.NewClient(j.opts(kgo.DefaultProduceTopic(cfg.Topic), kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka journal: creating producer: %w", err)
 	}

@@ -341,6 +341,9 @@ func TestJournalWorkerConverges(t *testing.T) {
 	})
 	assert.Zero(t, f.metric(t, "tandem_journal_worker_batch_failures_total", nil))
 	eventually(t, "a lag of 0 in the catalog", func() bool { l, ok := f.lagOf(t); return ok && l == 0 })
+	ghostLags, err := f.cat.Lags(ctx, "ghost")
+	require.NoError(t, err)
+	assert.Empty(t, ghostLags, "no lag is reported for a migration the worker does not know")
 	assert.GreaterOrEqual(t, f.metric(t, "tandem_journal_worker_keys_total", map[string]string{"result": "upserted"}), float64(len(keys)+2))
 	assert.Equal(t, 1.0, f.metric(t, "tandem_journal_worker_keys_total", map[string]string{"result": "deleted"}))
 }

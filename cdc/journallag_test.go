@@ -52,13 +52,24 @@ func TestLagTracker(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l := newLagTracker(time.Hour)
+			for _, m := range []string{"a", "b", "c"} {
+				l.known(m)
+			}
 			tc.steps(l)
 			assert.Equal(t, tc.want, l.lags(now))
 		})
 	}
 
+	t.Run("unknown migrations are not reported", func(t *testing.T) {
+		l := newLagTracker(time.Hour)
+		l.known("a")
+		l.started([]adapters.JournalEntry{entryAt("a", 0, 0, 3, t0), entryAt("ghost", 0, 1, 3, t0)})
+		assert.Equal(t, map[string]time.Duration{"a": time.Minute}, l.lags(now))
+	})
+
 	t.Run("a partition left behind is forgotten", func(t *testing.T) {
 		l := newLagTracker(time.Minute)
+		l.known("a")
 		l.started([]adapters.JournalEntry{entryAt("a", 0, 0, 3, t0)})
 		assert.Equal(t, map[string]time.Duration{"a": time.Minute}, l.lags(now))
 		// Not touched for longer than forgetAfter: revoked, or the worker stopped.
