@@ -468,3 +468,63 @@ func TestShadowTargetDownDuringShadow(t *testing.T) {
 	expectStoresAgree(t, spec, direct.Database("down").Collection("users"), newColl)
 	require.NoError(t, stop())
 }
+
+// TestFlagdProviderSteersTheProxy runs the proxy with flags from a flagd file instead of the
+// catalog: phase shadow in the file makes writes converge.
+func TestFlagdProviderSteersTheProxy(t *testing.T) {
+	store, err := embedmongo.Start(context.Background(), embedmongo.Options{Dir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(store.Stop)
+	specPath := e2eSpec(t, store.URI(), store.URI(), "flagd")
+	file, err := flags.FlagdFile(map[string]flags.Values{"users-v2": {Phase: flags.PhaseShadow, ReadSource: flags.ReadOld}})
+	require.NoError(t, err)
+	flagdPath := filepath.Join(t.TempDir(), "flags.json")
+	require.NoError(t, os.WriteFile(flagdPath, file, 0o600))
+
+	proxyURI, _, _, stop := runCommand(t, "proxy", "--upstream", store.URI(), "--spec", specPath, "--journal-embedded",
+		"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--flags-provider", "flagd", "--flagd-file", flagdPath)
+	app, err := mongo.Connect(options.Client().ApplyURI(proxyURI))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = app.Disconnect(context.Background()) })
+	_, err = app.Database("flagd").Collection("users").InsertOne(context.Background(), e2eUser("f1", 1))
+	require.NoError(t, err)
+	direct, err := mongo.Connect(options.Client().ApplyURI(store.URI()))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = direct.Disconnect(context.Background()) })
+	require.Eventually(t, func() bool {
+		n, err := direct.Database("flagd").Collection("users_v2").CountDocuments(context.Background(), bson.D{{Key: "_id", Value: "f1"}})
+		return err == nil && n == 1
+	}, 10*time.Second, 50*time.Millisecond, "phase shadow from the flagd file makes the write converge")
+	require.NoError(t, stop())
+}
+
+func TestMigrationFlagsAreChecked(t *testing.T) {
+	up := []string{"proxy", "--upstream", "mongodb://127.0.0.1:1/", "--listen", "127.0.0.1:0", "--admin", ""}
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--spec", "x.yaml"}, "--spec needs a journal"},
+		{[]string{"--spec", "x.yaml", "--journal-embedded", "--kafka-brokers", "a:1"}, "exclude each other"},
+		{[]string{"--spec", "x.yaml", "--kafka-brokers", "nohost"}, "--kafka-brokers \"nohost\""},
+		{[]string{"--spec", "x.yaml", "--journal-embedded", "--flags-provider", "etcd"}, "--flags-provider \"etcd\""},
+		{[]string{"--spec", "x.yaml", "--journal-embedded", "--flags-provider", "flagd"}, "needs --flagd-file"},
+		{[]string{"--spec", "x.yaml", "--journal-embedded", "--flags-poll", "1ms"}, "--flags-poll 1ms"},
+		{[]string{"--spec", "x.yaml", "--journal-embedded", "--shadow-workers", "0"}, "--shadow-workers 0"},
+		{[]string{"--spec", "x.yaml", "--journal-embedded", "--auto-rollback-mismatch-rate", "2"}, "are shares"},
+		{[]string{"--spec", "/nonexistent/spec.yaml", "--journal-embedded"}, "/nonexistent/spec.yaml"},
+		{[]string{"--spec", "x.yaml", "--journal-embedded", "--admin-token-file", "/nonexistent/token"}, "--admin-token-file"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var out, errOut syncBuffer
+			cmd := newRootCmd(&out, &errOut)
+			cmd.SetArgs(append(append([]string(nil), up...), tt.args...))
+			err := cmd.ExecuteContext(context.Background())
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.want)
+			var ue usageError
+			assert.True(t, errors.As(err, &ue), "a bad flag is a usage error (exit status 2): %v", err)
+		})
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/open-feature/go-sdk/openfeature"
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -39,6 +40,8 @@ type migrationOptions struct {
 	partitions      int           // partitions of the journal topic when tandem creates it
 	journalWorker   bool          // converge journal entries in this process
 	flagsPoll       time.Duration // catalog poll interval of the flag provider
+	flagsProvider   string        // catalog (default) or flagd
+	flagdFile       string        // flagd flags file, with --flags-provider flagd
 	tenant          string        // the evaluation context's tenant
 	tokenFile       string        // admin token file; default $TANDEM_ADMIN_TOKEN
 	shadowWorkers   int
@@ -68,6 +71,8 @@ func (o *migrationOptions) addFlags(cmd *cobra.Command, demo bool) {
 	f.IntVar(&o.partitions, "journal-partitions", 12, "partitions of the journal topic, when tandem creates it")
 	f.BoolVar(&o.journalWorker, "journal-worker", true, "converge journal entries in this process (turn off to run converge workers elsewhere)")
 	f.DurationVar(&o.flagsPoll, "flags-poll", 100*time.Millisecond, "how often the flag provider reads the catalog (flag changes take effect within this)")
+	f.StringVar(&o.flagsProvider, "flags-provider", "catalog", "where the proxy reads flags: catalog (the catalog's flags, changed through the admin API) or flagd (a flagd flags file, see --flagd-file)")
+	f.StringVar(&o.flagdFile, "flagd-file", "", "flagd flags file (JSON) for --flags-provider flagd; keys MIGRATION.FLAG")
 	f.StringVar(&o.tenant, "tenant", "", "tenant passed to flag evaluation (for providers with targeting)")
 	f.StringVar(&o.tokenFile, "admin-token-file", "", "file holding the admin API token (default: $TANDEM_ADMIN_TOKEN); without a token the API refuses every change")
 	f.IntVar(&o.shadowWorkers, "shadow-workers", 16, "converge workers per migration for shadow writes")
@@ -102,6 +107,12 @@ func (o *migrationOptions) validate() error {
 		return usagef("--journal-topic must name a topic")
 	case o.partitions < 1:
 		return usagef("--journal-partitions %d: must be 1 or more", o.partitions)
+	case o.flagsProvider != "catalog" && o.flagsProvider != "flagd":
+		return usagef("--flags-provider %q: want catalog or flagd", o.flagsProvider)
+	case o.flagsProvider == "flagd" && o.flagdFile == "":
+		return usagef("--flags-provider flagd needs --flagd-file")
+	case o.flagsProvider != "flagd" && o.flagdFile != "":
+		return usagef("--flagd-file is only read with --flags-provider flagd")
 	case o.flagsPoll < 10*time.Millisecond || o.flagsPoll > time.Minute:
 		return usagef("--flags-poll %s: want 10ms to 1m", o.flagsPoll)
 	case o.shadowWorkers < 1:
@@ -231,15 +242,33 @@ func startMigrations(ctx context.Context, o *migrationOptions, upstreamURI strin
 
 	// Flags: the manager (changes, gates) and the provider every request is steered by.
 	ms.manager = flags.NewManager(ms.catalog, flags.WithGates(o.gates), flags.WithReverseCheck(ms.reverseCheck))
-	provider, err := flags.NewProvider(ms.catalog, flags.WithPollInterval(o.flagsPoll), flags.WithLogger(log), flags.WithMetrics(reg))
+	var provider openfeature.FeatureProvider
+	if o.flagsProvider == "flagd" {
+		// Flags come from the file; the catalog still holds specs, audit and gates, but the
+		// admin API's flag changes do not reach this proxy.
+		if provider, err = flags.NewFlagdProvider(o.flagdFile); err != nil {
+			return nil, usageError{err}
+		}
+		log.Warn("flags come from a flagd file: flag changes made through the admin API do not steer this proxy", "file", o.flagdFile)
+	} else {
+		p, err := flags.NewProvider(ms.catalog, flags.WithPollInterval(o.flagsPoll), flags.WithLogger(log), flags.WithMetrics(reg))
+		if err != nil {
+			return nil, err
+		}
+		provider = p
+	}
+	domain := "tandem-proxy-" + processName() + "-" + bson.NewObjectID().Hex()
+	ofClient, err := flags.Register(openCtx, domain, provider)
 	if err != nil {
 		return nil, err
 	}
-	ofClient, err := flags.Register(openCtx, "tandem-proxy-"+processName(), provider)
-	if err != nil {
-		return nil, err
-	}
-	ms.onClose(func(ctx context.Context) error { return provider.ShutdownWithContext(ctx) })
+	ms.onClose(func(context.Context) error {
+		// Only this proxy's provider: openfeature.Shutdown would stop every domain's.
+		if sh, ok := provider.(openfeature.StateHandler); ok {
+			sh.Shutdown()
+		}
+		return nil
+	})
 	ms.evaluator = flags.NewEvaluator(ofClient)
 	ms.onClose(func(context.Context) error { ms.evaluator.Close(); return nil })
 
