@@ -178,6 +178,16 @@ func TestDemoSeedsAndStopsCleanly(t *testing.T) {
 		cancel()
 		require.NoError(t, err)
 		assert.Equal(t, int64(25), n, "run %d: seeding twice keeps 25 users", run)
+		// The demo runs users-v2 in phase shadow: what went through the proxy is in users_v2.
+		require.Eventually(t, func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			n, err := client.Database("demo").Collection("users_v2").CountDocuments(ctx, bson.D{{Key: "schema_version", Value: 2}})
+			return err == nil && n == 25
+		}, 30*time.Second, 100*time.Millisecond, "run %d: demo.users_v2 holds the 25 transformed users", run)
+		code, body := httpGet(t, admin+"/v1/migrations/users-v2/flags")
+		assert.Equal(t, http.StatusOK, code)
+		assert.Contains(t, body, `"phase": "shadow"`)
 		require.NoError(t, client.Disconnect(context.Background()))
 		require.NoError(t, stop())
 	}
