@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -514,4 +515,65 @@ func TestBackoffIsCappedAndJittered(t *testing.T) {
 		assert.GreaterOrEqual(t, d, ceiling/2, "attempt %d", attempt)
 		assert.LessOrEqual(t, d, ceiling, "attempt %d", attempt)
 	}
+}
+
+// BenchmarkKafkaJournalAppend measures Append of 100 entries a call to an in-process kfake
+// (so it measures the client and encoding, not a real broker's disk).
+func BenchmarkKafkaJournalAppend(b *testing.B) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	require.NoError(b, err)
+	defer c.Close()
+	j, err := NewKafkaJournal(KafkaJournalConfig{Brokers: c.ListenAddrs(), Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(b, err)
+	defer j.Close()
+	ctx := context.Background()
+	require.NoError(b, j.EnsureTopic(ctx, 6, 1))
+	batch := make([]JournalEntry, 100)
+	now := time.Now()
+	b.ResetTimer()
+	for i := 0; i < b.N; i += len(batch) {
+		for k := range batch {
+			batch[k] = entryFor("users", fmt.Sprintf("k%09d", i+k), "update", now)
+		}
+		require.NoError(b, j.Append(ctx, batch...))
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "entries/s")
+}
+
+// BenchmarkKafkaJournalConsume measures consuming and committing b.N entries (a handler that
+// does nothing) from an in-process kfake, six partitions.
+func BenchmarkKafkaJournalConsume(b *testing.B) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	require.NoError(b, err)
+	defer c.Close()
+	j, err := NewKafkaJournal(KafkaJournalConfig{Brokers: c.ListenAddrs(), Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(b, err)
+	defer j.Close()
+	ctx := context.Background()
+	require.NoError(b, j.EnsureTopic(ctx, 6, 1))
+	now := time.Now()
+	for i := 0; i < b.N; i += 1000 {
+		var batch []JournalEntry
+		for k := i; k < min(i+1000, b.N); k++ {
+			batch = append(batch, entryFor("users", fmt.Sprintf("k%09d", k), "update", now))
+		}
+		require.NoError(b, j.Append(ctx, batch...))
+	}
+	var seen atomic.Int64
+	var once sync.Once
+	done := make(chan struct{})
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	b.ResetTimer()
+	go func() {
+		_ = j.Consume(cctx, "bench", func(_ context.Context, batch []JournalEntry) error {
+			if seen.Add(int64(len(batch))) >= int64(b.N) {
+				once.Do(func() { close(done) })
+			}
+			return nil
+		})
+	}()
+	<-done
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "entries/s")
 }
