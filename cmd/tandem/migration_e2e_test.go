@@ -528,3 +528,54 @@ func TestMigrationFlagsAreChecked(t *testing.T) {
 		})
 	}
 }
+
+// TestAutomaticRollbackOnNewStoreErrors stops the new store in phase dual: the watchdog sees the
+// new store's error rate cross its threshold and rolls back to shadow, recorded in the audit
+// trail, while client writes keep succeeding.
+func TestAutomaticRollbackOnNewStoreErrors(t *testing.T) {
+	oldStore, err := embedmongo.Start(context.Background(), embedmongo.Options{Dir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(oldStore.Stop)
+	newStore, err := embedmongo.Start(context.Background(), embedmongo.Options{Dir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(newStore.Stop)
+	specPath := e2eSpec(t, oldStore.URI(), newStore.URI()+"?serverSelectionTimeoutMS=500", "auto")
+
+	proxyURI, adminURL, _, stop := runCommand(t, "proxy", "--upstream", oldStore.URI(), "--spec", specPath,
+		"--journal-embedded", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--admin-token-file", tokenFile(t),
+		"--flags-poll", "50ms", "--converge-timeout", "700ms",
+		"--auto-rollback-min-samples", "5", "--auto-rollback-window", "30s", "--auto-rollback-error-rate", "0.5")
+	api, err := admin.NewClient(adminURL, e2eToken, nil)
+	require.NoError(t, err)
+	bg := context.Background()
+	for _, p := range []string{flags.PhaseShadow, flags.PhaseDual} {
+		_, err = api.Advance(bg, "users-v2", p, "auto-rollback test")
+		require.NoError(t, err)
+	}
+	app, err := mongo.Connect(options.Client().ApplyURI(proxyURI))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = app.Disconnect(context.Background()) })
+	users := app.Database("auto").Collection("users")
+	time.Sleep(200 * time.Millisecond) // the proxy has seen phase dual
+
+	newStore.Stop()
+	for i := 0; ; i++ {
+		v, err := api.Get(bg, "users-v2")
+		require.NoError(t, err)
+		if v.Phase == flags.PhaseShadow {
+			assert.Equal(t, flags.ReadOld, v.ReadSource)
+			break
+		}
+		require.Less(t, i, 60, "no automatic rollback after %d failing writes", i)
+		id := fmt.Sprintf("a%02d", i)
+		_, err = users.InsertOne(bg, e2eUser(id, i))
+		require.NoError(t, err, "in dual a failed converge never fails the client's write")
+	}
+	hist, err := api.History(bg, "users-v2", 1)
+	require.NoError(t, err)
+	require.Len(t, hist, 1)
+	assert.Contains(t, hist[0].Who, "tandem watchdog")
+	assert.Contains(t, hist[0].Why, "error rate")
+	t.Logf("audit: %s: %s", hist[0].Who, hist[0].Why)
+	require.NoError(t, stop())
+}
