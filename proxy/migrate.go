@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -35,7 +36,8 @@ import (
 //   - write_block: writes fail with NotWritablePrimary and the RetryableWriteError label, so
 //     drivers retry them; unacknowledged (w:0) writes close the connection instead.
 //   - read_source=new (cutover, finalized): a find that only looks documents up by _id is
-//     answered from the new store, reverse-transformed; every other read goes to old.
+//     answered from the new store, reverse-transformed; every other read goes to old, and so
+//     does a look-up of a key whose converge failed on this proxy in the last minute.
 //   - shadow_read_percent: that share of finds is compared against the new store off the
 //     request path.
 
@@ -125,7 +127,19 @@ type route struct {
 	m       *Migration
 	ns      string
 	actions map[string]prometheus.Counter
+	// unconverged holds the keys (adapters.KeyString) whose synchronous converge failed here
+	// lately: until one converges again, or the entry expires, look-ups of them go to old,
+	// which has their latest state, instead of new, which may not.
+	unconverged *expirable.LRU[string, struct{}]
 }
+
+// Bounds of a route's unconverged keys: more than this many are evicted oldest first, and an
+// entry expires after unconvergedTTL (the journal worker has converged it by then, or the
+// new store is down and reads from it fail and fall back anyway).
+const (
+	unconvergedKeys = 100_000
+	unconvergedTTL  = time.Minute
+)
 
 // Actions counted by tandem_proxy_migration_requests_total.
 const (
@@ -172,7 +186,8 @@ func NewRoutes(fs FlagSource, tenant string, ms ...*Migration) (*Routes, error) 
 		if m.Timeout <= 0 {
 			m.Timeout = 5 * time.Second
 		}
-		rt := &route{idx: len(r.all), m: m, ns: m.Database + "." + m.Collection}
+		rt := &route{idx: len(r.all), m: m, ns: m.Database + "." + m.Collection,
+			unconverged: expirable.NewLRU[string, struct{}](unconvergedKeys, nil, unconvergedTTL)}
 		if r.byNS[m.Database] == nil {
 			r.byNS[m.Database] = map[string]*route{}
 		}
@@ -368,6 +383,9 @@ func (c *conn) readNew(rt *route, kl keyLookup, requestID int32) ([]byte, bool) 
 		if err != nil {
 			return nil, false
 		}
+		if rt.unconverged.Len() > 0 && rt.unconverged.Contains(adapters.KeyString(k)) {
+			return nil, false // new may lag behind old for this key
+		}
 		keys = append(keys, k)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), rt.m.Timeout)
@@ -432,9 +450,17 @@ func (c *conn) beforeReply(ic *interception, msg *Message, h header, out []byte)
 	cancel()
 	if err == nil {
 		rt.count(actConverged)
+		if rt.unconverged.Len() > 0 {
+			for _, k := range keys {
+				rt.unconverged.Remove(adapters.KeyString(k))
+			}
+		}
 		return out
 	}
 	rt.count(actSyncFailed)
+	for _, k := range keys {
+		rt.unconverged.Add(adapters.KeyString(k), struct{}{})
+	}
 	c.log.Warn("converging a write before its reply failed; its keys are journaled",
 		"migration", rt.m.Name, "phase", ic.vals.Phase, "keys", len(keys), "err", err)
 	if ic.vals.Phase == flags.PhaseDual {

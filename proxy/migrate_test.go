@@ -105,6 +105,9 @@ var dbSeq atomic.Int64
 type migratedOptions struct {
 	newStore adapters.Store // default: db.users_v2 on the shared FerretDB
 	appName  string
+	// readFromWorkingNew makes reads from new (read_source=new) use db.users_v2 on the shared
+	// FerretDB even when newStore, which writes use, is down.
+	readFromWorkingNew bool
 }
 
 func newMigrated(t *testing.T, v flags.Values, mo migratedOptions) *migrated {
@@ -138,9 +141,17 @@ func newMigrated(t *testing.T, v flags.Values, mo migratedOptions) *migrated {
 	cmp, err := shadow.NewComparer(shadow.ComparerConfig{Engine: m.engine, Mismatches: cat})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = cmp.Close(context.Background()) })
+	var reader proxy.NewReader = m.engine
+	if mo.readFromWorkingNew {
+		reader, err = shadow.NewEngine(shadow.Config{
+			Migration: "users-v2", SpecVersion: spec.Version, Old: adapters.NewMongoStore(m.old), New: adapters.NewMongoStore(m.new),
+			Forward: spec.Forward, Reverse: spec.Reverse, DeadLetters: cat,
+		})
+		require.NoError(t, err)
+	}
 	routes, err := proxy.NewRoutes(m.flags, "tenant-a", &proxy.Migration{
 		Name: "users-v2", Database: db.Name(), Collection: "users",
-		Writer: w, Reader: cmp, New: m.engine, PreRead: proxy.MongoPreRead(m.old), Timeout: 2 * time.Second,
+		Writer: w, Reader: cmp, New: reader, PreRead: proxy.MongoPreRead(m.old), Timeout: 2 * time.Second,
 	})
 	require.NoError(t, err)
 	m.running = serveProxy(t, ferret.URI(), proxy.WithRoutes(routes))
@@ -347,6 +358,26 @@ func TestCutoverReportsAFailedConvergeAsAWriteConcernError(t *testing.T) {
 	n, err := m.old.CountDocuments(context.Background(), bson.D{{Key: "_id", Value: "c1"}})
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), n, "the write itself is in the old store")
+}
+
+// TestLookupsOfUnconvergedKeysGoToOld: after a key's converge failed in cutover, a look-up of
+// that key is served from old (which has the write) rather than from new (which lacks it).
+func TestLookupsOfUnconvergedKeysGoToOld(t *testing.T) {
+	m := newMigrated(t, flags.Values{Phase: flags.PhaseCutover, ReadSource: flags.ReadNew},
+		migratedOptions{newStore: downStore(t), readFromWorkingNew: true})
+	ctx := context.Background()
+	_, err := m.users.InsertOne(ctx, userDoc("c2", "Ann", 20))
+	var we mongo.WriteException
+	require.ErrorAs(t, err, &we, "the converge failed: a writeConcernError")
+	var got bson.M
+	require.NoError(t, m.users.FindOne(ctx, bson.D{{Key: "_id", Value: "c2"}}).Decode(&got), "served from old")
+	assert.Equal(t, "Ann", got["name"])
+	assert.Equal(t, float64(1), metric(t, m.registry, "tandem_proxy_migration_requests_total", "action", "read_fallback"))
+	// A key that never failed is still served from new (where it is absent).
+	_, err = m.old.InsertOne(ctx, userDoc("c3", "Ben", 21))
+	require.NoError(t, err)
+	require.ErrorIs(t, m.users.FindOne(ctx, bson.D{{Key: "_id", Value: "c3"}}).Err(), mongo.ErrNoDocuments, "served from new")
+	assert.Equal(t, float64(1), metric(t, m.registry, "tandem_proxy_migration_requests_total", "action", "read_new"))
 }
 
 func TestWriteBlockFailsWritesRetryably(t *testing.T) {
