@@ -39,6 +39,9 @@
 // LagReporter (the catalog, component "journal-forward") and as the gauge
 // tandem_journal_worker_lag_seconds: now minus the time (JournalEntry.At, the proxy's clock)
 // of the newest entry it converged when more records were waiting in that partition, or of the
-// oldest entry of a batch still being retried; 0 when it has caught up. The lag in records of
+// oldest entry of a batch still being retried; 0 when it has caught up. Only migrations whose
+// engine was found are reported; those listed in JournalWorkerConfig.Migrations are reported
+// even before the journal holds anything for them (with the worst lag of any partition), so an
+// idle migration shows a fresh 0 rather than no record. The lag in records of
 // the whole group is adapters.KafkaJournal.Lag.
 package cdc

@@ -289,6 +289,7 @@ func TestJournalWorkerConverges(t *testing.T) {
 	require.NoError(t, err)
 
 	f.run(t, cdc.JournalWorkerConfig{
+		Migrations: []string{"users-test", "idle"},
 		FilterKeys: func(ctx context.Context, migration, ns string, filter bson.Raw) ([]adapters.Key, error) {
 			db, coll, ok := strings.Cut(ns, ".")
 			if !ok || migration != "users-test" || db != "d" || coll != "users" {
@@ -341,6 +342,11 @@ func TestJournalWorkerConverges(t *testing.T) {
 	})
 	assert.Zero(t, f.metric(t, "tandem_journal_worker_batch_failures_total", nil))
 	eventually(t, "a lag of 0 in the catalog", func() bool { l, ok := f.lagOf(t); return ok && l == 0 })
+	eventually(t, "a lag of 0 for the idle migration", func() bool {
+		lags, err := f.cat.Lags(ctx, "idle")
+		require.NoError(t, err)
+		return len(lags) == 1 && lags[0].Component == cdc.ComponentJournal && lags[0].Lag == 0
+	})
 	ghostLags, err := f.cat.Lags(ctx, "ghost")
 	require.NoError(t, err)
 	assert.Empty(t, ghostLags, "no lag is reported for a migration the worker does not know")

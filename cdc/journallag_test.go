@@ -67,6 +67,16 @@ func TestLagTracker(t *testing.T) {
 		assert.Equal(t, map[string]time.Duration{"a": time.Minute}, l.lags(now))
 	})
 
+	t.Run("anyLag: the worst partition, whatever its migrations", func(t *testing.T) {
+		l := newLagTracker(time.Hour)
+		assert.Zero(t, l.anyLag(now))
+		b := []adapters.JournalEntry{entryAt("a", 0, 0, 5, t0.Add(20*time.Second))}
+		l.started(b)
+		l.done(b, now)
+		l.started([]adapters.JournalEntry{entryAt("b", 1, 0, 1, t0.Add(10*time.Second))})
+		assert.Equal(t, 50*time.Second, l.anyLag(now))
+	})
+
 	t.Run("a partition left behind is forgotten", func(t *testing.T) {
 		l := newLagTracker(time.Minute)
 		l.known("a")
