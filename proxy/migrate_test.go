@@ -198,7 +198,7 @@ func (m *migrated) diff(k string) error {
 	if err != nil {
 		return err
 	}
-	if d := shadow.Diff(want, newDoc); len(d) > 0 {
+	if d := transform.Diff(want, newDoc); len(d) > 0 {
 		return fmt.Errorf("new differs from transform(old): %v", d)
 	}
 	return nil

@@ -336,5 +336,5 @@ func docDiff(want, got bson.D) []string {
 	case want == nil:
 		return []string{"document in the new store but not in the old"}
 	}
-	return Diff(want, got)
+	return transform.Diff(want, got)
 }

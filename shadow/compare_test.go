@@ -239,7 +239,7 @@ func TestReadNew(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, got, 2)
 	for i, k := range []string{"user-3", "user-1"} {
-		assert.True(t, transform.Equal(olds[k], got[i]), "%s: %v", k, shadow.Diff(olds[k], got[i]))
+		assert.True(t, transform.Equal(olds[k], got[i]), "%s: %v", k, transform.Diff(olds[k], got[i]))
 		assert.Equal(t, "_id", got[i][0].Key)
 	}
 	none, err := e.ReadNew(ctx, []adapters.Key{"nobody"})

@@ -118,7 +118,7 @@ func (f *fixture) expectTarget(t *testing.T, key string) {
 	require.NoError(t, derr)
 	want, err := f.spec.Forward(src)
 	require.NoError(t, err)
-	assert.True(t, transform.Equal(want, dst), "target %s: %v", key, shadow.Diff(want, dst))
+	assert.True(t, transform.Equal(want, dst), "target %s: %v", key, transform.Diff(want, dst))
 }
 
 func TestConvergeLifecycle(t *testing.T) {

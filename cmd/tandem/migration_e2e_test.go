@@ -24,7 +24,6 @@ import (
 	"github.com/tandemdb/tandem/admin"
 	"github.com/tandemdb/tandem/embedmongo"
 	"github.com/tandemdb/tandem/flags"
-	"github.com/tandemdb/tandem/shadow"
 	"github.com/tandemdb/tandem/transform"
 )
 
@@ -189,7 +188,7 @@ func expectStoresAgree(t *testing.T, spec *transform.Spec, old, new *mongo.Colle
 		require.NoError(t, err)
 		var wantD bson.D
 		require.NoError(t, bson.Unmarshal(raw, &wantD))
-		assert.Empty(t, shadow.Diff(wantD, nd), "key %s differs", k)
+		assert.Empty(t, transform.Diff(wantD, nd), "key %s differs", k)
 	}
 	for k := range news {
 		_, ok := olds[k]

@@ -12,7 +12,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/tandemdb/tandem/adapters"
-	"github.com/tandemdb/tandem/shadow"
 	"github.com/tandemdb/tandem/transform"
 )
 
@@ -132,7 +131,7 @@ func sampleRoundTrip(ctx context.Context, w io.Writer, s *transform.Spec, n int)
 			failed = append(failed, fmt.Sprintf("%s: %v", name, err))
 			continue
 		}
-		if diff := shadow.Diff(d, back); len(diff) > 0 {
+		if diff := transform.Diff(d, back); len(diff) > 0 {
 			differ = append(differ, fmt.Sprintf("%s: %s", name, strings.Join(diff, "; ")))
 		}
 	}

@@ -1,17 +1,15 @@
-package verify
+package transform
 
 import (
 	"fmt"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-
-	"github.com/tandemdb/tandem/transform"
 )
 
 // Diff lists the paths at which want (what the new store should hold) and got (what it holds)
 // differ, one line each: "profile.age: want int64 18, got int32 18", "status: missing (want …)",
 // "extra: unexpected …", "tags.2: …" (arrays of equal length are compared element by element).
-// It is empty exactly when transform.Equal(want, got).
+// It is empty exactly when Equal(want, got).
 func Diff(want, got bson.D) []string {
 	var out []string
 	diffDocs("", want, got, &out)
@@ -55,7 +53,7 @@ func diffValues(path string, want, got any, out *[]string) {
 			return
 		}
 	}
-	if !transform.Equal(bson.D{{Key: "v", Value: want}}, bson.D{{Key: "v", Value: got}}) {
+	if !Equal(bson.D{{Key: "v", Value: want}}, bson.D{{Key: "v", Value: got}}) {
 		*out = append(*out, fmt.Sprintf("%s: want %s, got %s", path, render(want), render(got)))
 	}
 }

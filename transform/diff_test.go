@@ -1,4 +1,4 @@
-package verify_test
+package transform_test
 
 import (
 	"testing"
@@ -7,7 +7,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/tandemdb/tandem/transform"
-	"github.com/tandemdb/tandem/verify"
 )
 
 func TestDiff(t *testing.T) {
@@ -49,7 +48,7 @@ func TestDiff(t *testing.T) {
 			[]string{`s: want string "01234567890123456789012345678901234567890123456789012345..., got string ""`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := verify.Diff(tc.want, tc.got)
+			d := transform.Diff(tc.want, tc.got)
 			assert.Equal(t, tc.diff, d)
 			assert.Equal(t, len(d) == 0, transform.Equal(tc.want, tc.got), "Diff is empty exactly when Equal")
 		})
