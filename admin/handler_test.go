@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,34 +15,16 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/tandemdb/tandem/admin"
 	"github.com/tandemdb/tandem/catalog"
-	"github.com/tandemdb/tandem/embedmongo"
 	"github.com/tandemdb/tandem/flags"
+	"github.com/tandemdb/tandem/testenv"
 )
 
 var client *mongo.Client
 
-func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	store, err := embedmongo.Start(ctx, embedmongo.Options{})
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	client, err = mongo.Connect(options.Client().ApplyURI(store.URI()))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = client.Disconnect(context.Background())
-	store.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.MongoMain(m, &client) }
 
 const (
 	token     = "s3cret-token"

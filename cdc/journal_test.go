@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -26,6 +25,7 @@ import (
 	"github.com/tandemdb/tandem/cdc"
 	"github.com/tandemdb/tandem/embedmongo"
 	"github.com/tandemdb/tandem/shadow"
+	"github.com/tandemdb/tandem/testenv"
 	"github.com/tandemdb/tandem/transform"
 )
 
@@ -38,24 +38,7 @@ const waitLimit = 90 * time.Second
 // client is a client of the binary's FerretDB: the old store, new stores and catalogs.
 var client *mongo.Client
 
-func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	store, err := embedmongo.Start(ctx, embedmongo.Options{})
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	client, err = mongo.Connect(options.Client().ApplyURI(store.URI()))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = client.Disconnect(context.Background())
-	store.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.MongoMain(m, &client) }
 
 const spec = `name: users-test
 source:

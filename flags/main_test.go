@@ -3,39 +3,20 @@ package flags_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/tandemdb/tandem/catalog"
-	"github.com/tandemdb/tandem/embedmongo"
+	"github.com/tandemdb/tandem/testenv"
 )
 
 var client *mongo.Client
 
-func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	store, err := embedmongo.Start(ctx, embedmongo.Options{})
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	client, err = mongo.Connect(options.Client().ApplyURI(store.URI()))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = client.Disconnect(context.Background())
-	store.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.MongoMain(m, &client) }
 
 var dbSeq atomic.Int64
 

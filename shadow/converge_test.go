@@ -3,21 +3,17 @@ package shadow_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/tandemdb/tandem/adapters"
 	"github.com/tandemdb/tandem/catalog"
-	"github.com/tandemdb/tandem/embedmongo"
 	"github.com/tandemdb/tandem/shadow"
 	"github.com/tandemdb/tandem/testenv"
 	"github.com/tandemdb/tandem/transform"
@@ -25,24 +21,7 @@ import (
 
 var client *mongo.Client
 
-func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	store, err := embedmongo.Start(ctx, embedmongo.Options{})
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	client, err = mongo.Connect(options.Client().ApplyURI(store.URI()))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = client.Disconnect(context.Background())
-	store.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.MongoMain(m, &client) }
 
 // specYAML is a reversible users migration; onError is the convert policy for age.
 func specYAML(onError string) string {
