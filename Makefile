@@ -11,8 +11,11 @@ BIN     := bin/tandem
 export TANDEM_REQUIRE_CLIENTS := 1
 export TANDEM_PYTHON := $(CURDIR)/$(VENV)/bin/python
 export TANDEM_NODE_MODULES := $(CURDIR)/clients/node_modules
+# The Kafka integration tests (a real broker, testenv.StartKafka) fail instead of skipping too.
+KAFKA   := .cache/kafka
+export TANDEM_KAFKA_LIB := $(CURDIR)/$(KAFKA)/lib
 
-.PHONY: all build run test test-go fuzz bench lint clients clean
+.PHONY: all build run test test-go fuzz bench lint clients kafka clean
 
 all: build
 
@@ -24,7 +27,7 @@ run: build
 	./$(BIN) demo --seed 100
 
 ## test: every test, with the race detector, plus a short fuzzing run of the frame decoder.
-test: clients test-go fuzz
+test: clients kafka test-go fuzz
 
 test-go:
 	$(GO) test -race -count=1 -timeout 30m ./...
@@ -59,5 +62,10 @@ clients/node_modules/.installed: clients/package.json clients/package-lock.json
 	cd clients && $(NPM) ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+## kafka: the jars of an Apache Kafka broker (testenv/kafka/pom.xml) in .cache/kafka/lib, fetched
+## by mvn once (again only when the pom changes); the integration tests run it in KRaft mode.
+kafka:
+	sh testenv/kafka/install.sh $(KAFKA)
+
 clean:
-	rm -rf bin $(VENV) clients/node_modules
+	rm -rf bin $(VENV) clients/node_modules $(KAFKA)
