@@ -1,16 +1,22 @@
 package proxy_test
 
 import (
+	"context"
 	"encoding/binary"
 	"io"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/wiremessage"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/tandemdb/tandem/adapters"
 	"github.com/tandemdb/tandem/bench/cputime"
+	"github.com/tandemdb/tandem/flags"
 	"github.com/tandemdb/tandem/proxy"
 	"github.com/tandemdb/tandem/proxy/proxytest"
 )
@@ -65,7 +71,7 @@ func benchStartFake(b *testing.B) *proxytest.FakeUpstream {
 }
 
 // benchStartProxy serves a proxy.Server in front of upstreamURI on a free loopback port.
-func benchStartProxy(b *testing.B, upstreamURI string) string {
+func benchStartProxy(b *testing.B, upstreamURI string, opts ...proxy.Option) string {
 	b.Helper()
 	quiet := slog.New(slog.DiscardHandler)
 	up, err := proxy.NewUpstream(upstreamURI, proxy.WithUpstreamLogger(quiet))
@@ -73,7 +79,7 @@ func benchStartProxy(b *testing.B, upstreamURI string) string {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = up.Close(b.Context()) })
-	srv := proxy.NewServer(up, proxy.WithLogger(quiet), proxy.WithMetrics(proxy.NewMetrics(nil)))
+	srv := proxy.NewServer(up, append([]proxy.Option{proxy.WithLogger(quiet), proxy.WithMetrics(proxy.NewMetrics(nil))}, opts...)...)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -92,8 +98,13 @@ func benchStartProxy(b *testing.B, upstreamURI string) string {
 
 // benchRoundTrips sends each request of benchRequests, as a sub-benchmark, to addr and reads its
 // reply, one at a time.
-func benchRoundTrips(b *testing.B, addr string) {
-	for _, req := range benchRequests {
+func benchRoundTrips(b *testing.B, addr string) { benchRoundTripsOf(b, addr, benchRequests) }
+
+func benchRoundTripsOf(b *testing.B, addr string, requests []struct {
+	name string
+	body bsoncore.Document
+}) {
+	for _, req := range requests {
 		b.Run(req.name, func(b *testing.B) {
 			c, err := net.Dial("tcp", addr)
 			if err != nil {
@@ -187,4 +198,56 @@ func BenchmarkRawForwarder(b *testing.B) {
 func BenchmarkDirectFake(b *testing.B) {
 	f := benchStartFake(b)
 	benchRoundTrips(b, f.Addr())
+}
+
+// countingWriter is a benchmark double of the shadow writer: it counts keys and converges
+// nothing, so BenchmarkMigratedRequestPath measures only what the proxy itself adds on the
+// request path of a migrated collection (flags, key extraction, hand-off), not the converge
+// work, whose cost is the stores' (bench/phasebench measures it against FerretDB).
+type countingWriter struct{ keys atomic.Int64 }
+
+func (w *countingWriter) Async(keys []adapters.Key, _ string) { w.keys.Add(int64(len(keys))) }
+func (w *countingWriter) Sync(_ context.Context, keys []adapters.Key, _ string) error {
+	w.keys.Add(int64(len(keys)))
+	return nil
+}
+func (w *countingWriter) Unkeyed(context.Context, string, bson.Raw) {}
+
+// BenchmarkMigratedRequestPath is BenchmarkPassthrough's round trip for an insert and a find by
+// _id on a migrated collection, in phases off, shadow and dual, against the fake upstream.
+func BenchmarkMigratedRequestPath(b *testing.B) {
+	requests := []struct {
+		name string
+		body bsoncore.Document
+	}{
+		{"insert", bsoncore.NewDocumentBuilder().
+			AppendString("insert", "items").
+			AppendArray("documents", bsoncore.NewArrayBuilder().AppendDocument(
+				bsoncore.NewDocumentBuilder().AppendString("_id", "k1").AppendString("name", "Ada").AppendInt32("age", 36).Build()).Build()).
+			AppendBoolean("ordered", true).
+			AppendDocument("lsid", bsoncore.NewDocumentBuilder().AppendBinary("id", 4, []byte("0123456789abcdef")).Build()).
+			AppendString("$db", "tandem_bench").
+			Build()},
+		benchRequests[1], // find by _id
+	}
+	f := benchStartFake(b)
+	for _, phase := range []string{"passthrough", flags.PhaseOff, flags.PhaseShadow, flags.PhaseDual} {
+		b.Run(phase, func(b *testing.B) {
+			if phase == "passthrough" {
+				benchRoundTripsOf(b, benchStartProxy(b, f.URI()), requests)
+				return
+			}
+			fs := &flagSwitch{}
+			fs.set(flags.Values{Phase: phase, ReadSource: flags.ReadOld})
+			w := &countingWriter{}
+			routes, err := proxy.NewRoutes(fs, "", &proxy.Migration{Name: "bench", Database: "tandem_bench", Collection: "items", Writer: w})
+			if err != nil {
+				b.Fatal(err)
+			}
+			benchRoundTripsOf(b, benchStartProxy(b, f.URI(), proxy.WithRoutes(routes)), requests)
+			if phase != flags.PhaseOff && w.keys.Load() == 0 {
+				b.Fatal("no key reached the shadow writer")
+			}
+		})
+	}
 }
