@@ -650,6 +650,17 @@ func keyValue(rv bson.RawValue) (any, error) {
 	if err := validate(bsoncore.Value{Type: bsoncore.Type(rv.Type), Data: rv.Value}); err != nil {
 		return nil, fmt.Errorf("_id: %w", err)
 	}
+	// The common key types without the reflection-based decoder (validated just above).
+	switch bsoncore.Type(rv.Type) {
+	case bsoncore.TypeString:
+		return rv.StringValue(), nil
+	case bsoncore.TypeObjectID:
+		return rv.ObjectID(), nil
+	case bsoncore.TypeInt32:
+		return rv.Int32(), nil
+	case bsoncore.TypeInt64:
+		return rv.Int64(), nil
+	}
 	var v any
 	if err := rv.Unmarshal(&v); err != nil {
 		return nil, fmt.Errorf("_id of type %s: %w", bsoncore.Type(rv.Type), err)
