@@ -2,7 +2,8 @@
 # install.sh DIR — puts the jars of the Kafka broker that testenv.StartKafka runs (pom.xml beside
 # this script: org.apache.kafka:kafka_2.13 and its runtime dependencies) into DIR/lib, from Maven
 # Central through mvn. It does nothing when DIR/.installed holds the pom's hash, so `make test`
-# can run it every time; anything missing (mvn, java, a jar) makes it fail with a message.
+# can run it every time; anything missing (mvn, java, a jar) makes it fail with a message. The
+# class archives that testenv makes in DIR/cds are for the old jars: a new install removes them.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,7 +24,7 @@ done
 
 echo "installing the Kafka broker jars into $dir/lib (mvn, from $pom)" >&2
 mkdir -p "$dir"
-rm -rf "$dir/lib.new" "$dir/.installed"
+rm -rf "$dir/lib.new" "$dir/.installed" "$dir/cds"
 if ! mvn -B -q -f "$pom" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$(cd "$dir" && pwd)/lib.new"; then
 	echo "install.sh: mvn could not fetch the Kafka broker's jars (see above)" >&2
 	exit 1

@@ -1,0 +1,92 @@
+package testenv
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+func TestKafkaServesAndStops(t *testing.T) {
+	start := time.Now()
+	k := StartKafkaT(t)
+	t.Logf("Kafka broker (pid %d) serving metadata after %s", k.PID(), time.Since(start).Round(time.Millisecond))
+	require.Len(t, k.Brokers(), 1)
+	assert.Regexp(t, `^127\.0\.0\.1:\d+$`, k.Brokers()[0])
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers()...), kgo.DefaultProduceTopic("t"),
+		kgo.ConsumeTopics("t"), kgo.ConsumerGroup("g"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	require.NoError(t, err)
+	defer cl.Close()
+	_, err = kadm.NewClient(cl).CreateTopic(ctx, 2, 1, nil, "t")
+	require.NoError(t, err)
+	require.NoError(t, cl.ProduceSync(ctx, &kgo.Record{Key: []byte("k"), Value: []byte("v")}).FirstErr())
+	fetches := cl.PollRecords(ctx, 1)
+	require.NoError(t, fetches.Err())
+	require.Equal(t, 1, fetches.NumRecords())
+	assert.Equal(t, "v", string(fetches.Records()[0].Value))
+	require.NoError(t, cl.CommitUncommittedOffsets(ctx))
+	cl.Close()
+
+	dir, pid := k.dir, k.PID()
+	assert.Contains(t, k.Log(), "Kafka Server started", "the log file is written and readable")
+	k.Stop()
+	k.Stop() // a second Stop is harmless
+	assert.ErrorIs(t, syscall.Kill(pid, 0), syscall.ESRCH, "the process is gone")
+	_, err = os.Stat(dir)
+	assert.ErrorIs(t, err, os.ErrNotExist, "the data folder is removed")
+	assert.Contains(t, k.Log(), "Kafka Server started", "the log outlives the folder")
+}
+
+func TestKafkaMissing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	t.Run("no jars", func(t *testing.T) {
+		t.Setenv("TANDEM_KAFKA_LIB", t.TempDir())
+		_, err := StartKafka(ctx)
+		assert.ErrorIs(t, err, ErrKafkaMissing)
+		assert.ErrorContains(t, err, "no kafka_2.13 jar")
+	})
+	t.Run("no java", func(t *testing.T) {
+		lib := t.TempDir()
+		require.NoError(t, os.WriteFile(filepath.Join(lib, "kafka_2.13-4.4.0.jar"), nil, 0o644))
+		t.Setenv("TANDEM_KAFKA_LIB", lib)
+		t.Setenv("JAVA_HOME", "")
+		t.Setenv("PATH", t.TempDir())
+		_, err := StartKafka(ctx)
+		assert.ErrorIs(t, err, ErrKafkaMissing)
+	})
+	t.Run("default is .cache/kafka/lib above go.mod", func(t *testing.T) {
+		t.Setenv("TANDEM_KAFKA_LIB", "")
+		lib, err := KafkaLib()
+		require.NoError(t, err)
+		root := filepath.Dir(filepath.Dir(filepath.Dir(lib)))
+		assert.Equal(t, filepath.Join(root, ".cache", "kafka", "lib"), lib)
+		_, err = os.Stat(filepath.Join(root, "go.mod"))
+		assert.NoError(t, err)
+	})
+}
+
+// A broken jar folder (here: jars that are not jars) is an install that exists but cannot run:
+// that fails, not skips, as the broker's own error.
+func TestKafkaExitsEarly(t *testing.T) {
+	lib := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(lib, "kafka_2.13-4.4.0.jar"), []byte("not a jar"), 0o644))
+	t.Setenv("TANDEM_KAFKA_LIB", lib)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := StartKafka(ctx)
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, ErrKafkaMissing)
+	assert.ErrorContains(t, err, "formatting")
+}
