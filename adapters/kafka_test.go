@@ -35,15 +35,16 @@ func newKafka(t *testing.T, brokers int) *kfake.Cluster {
 	return c
 }
 
-// newJournal returns a journal on cluster c with a topic of partitions partitions, fast retries
-// and heartbeats, and its own metrics registry.
-func newJournal(t *testing.T, c *kfake.Cluster, partitions int32, mod func(*KafkaJournalConfig)) (*KafkaJournal, *prometheus.Registry) {
+// newJournal returns a journal on the Kafka of seeds with a new topic of partitions partitions
+// (named after the test, unique in the binary, since a real broker is shared), fast retries and
+// heartbeats, and its own metrics registry.
+func newJournal(t *testing.T, seeds []string, partitions int32, mod func(*KafkaJournalConfig)) (*KafkaJournal, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	cfg := KafkaJournalConfig{
-		Brokers:  c.ListenAddrs(),
-		Topic:    "journal-" + t.Name(),
-		Options:  []kgo.Opt{kgo.HeartbeatInterval(100 * time.Millisecond), kgo.FetchMaxWait(200 * time.Millisecond)},
+		Brokers:  seeds,
+		Topic:    testTopic(t),
+		Options:  []kgo.Opt{kgo.HeartbeatInterval(100 * time.Millisecond), kgo.FetchMaxWait(200 * time.Millisecond), kgo.MetadataMinAge(250 * time.Millisecond)},
 		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Metrics:  NewJournalMetrics(reg),
 		RetryMin: 5 * time.Millisecond,
@@ -135,7 +136,7 @@ func consume(t *testing.T, j *KafkaJournal, group string, handle func(context.Co
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ch := make(chan error, 1)
-	go func() { ch <- j.Consume(ctx, group, handle) }()
+	go func() { ch <- j.Consume(ctx, testGroup(j, group), handle) }()
 	var once sync.Once
 	var err error
 	stop = func() {
@@ -163,7 +164,7 @@ func lag(t *testing.T, j *KafkaJournal, group string) int64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	n, err := j.Lag(ctx, group)
+	n, err := j.Lag(ctx, testGroup(j, group))
 	require.NoError(t, err)
 	return n
 }
@@ -196,8 +197,11 @@ func TestKafkaJournalConfigIsChecked(t *testing.T) {
 }
 
 func TestKafkaJournalAppendRefusesInvalidEntries(t *testing.T) {
-	c := newKafka(t, 1)
-	j, _ := newJournal(t, c, 1, nil)
+	onEachKafka(t, 1, testKafkaJournalAppendRefusesInvalidEntries)
+}
+
+func testKafkaJournalAppendRefusesInvalidEntries(t *testing.T, seeds []string) {
+	j, _ := newJournal(t, seeds, 1, nil)
 	ctx := context.Background()
 	now := time.Now()
 	good := entryFor("m", "k1", "update", now)
@@ -233,10 +237,11 @@ func mustMarshal(t *testing.T, v any) []byte {
 // TestKafkaJournalRoundTrip appends keyed entries of several key types, unkeyed entries and
 // foreign records, and checks what a consumer gets: every entry, decoded as appended; the
 // entries of one key in one partition, in append order; bad records reported and committed past.
-func TestKafkaJournalRoundTrip(t *testing.T) {
-	c := newKafka(t, 3)
+func TestKafkaJournalRoundTrip(t *testing.T) { onEachKafka(t, 3, testKafkaJournalRoundTrip) }
+
+func testKafkaJournalRoundTrip(t *testing.T, seeds []string) {
 	col := newCollector()
-	j, reg := newJournal(t, c, 6, func(cfg *KafkaJournalConfig) { cfg.OnBadRecord = col.onBad })
+	j, reg := newJournal(t, seeds, 6, func(cfg *KafkaJournalConfig) { cfg.OnBadRecord = col.onBad })
 	ctx := context.Background()
 
 	oid := bson.NewObjectID()
@@ -258,7 +263,7 @@ func TestKafkaJournalRoundTrip(t *testing.T) {
 	want = append(want, unkeyed, entryFor("orders", "a", "delete", base))
 
 	// Records that are not journal entries: not BSON, another format version, a bad entry.
-	raw, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.DefaultProduceTopic(j.Topic()))
+	raw, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(j.Topic()))
 	require.NoError(t, err)
 	defer raw.Close()
 	v2 := mustMarshal(t, bson.D{{Key: "v", Value: int32(2)}, {Key: "entry", Value: bson.D{}}})
@@ -357,8 +362,11 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 // each time and nothing is committed until it succeeds. A second consumer of the group, after
 // the first stopped, starts at the committed offsets.
 func TestKafkaJournalRetriesUntilHandled(t *testing.T) {
-	c := newKafka(t, 1)
-	j, reg := newJournal(t, c, 1, nil)
+	onEachKafka(t, 1, testKafkaJournalRetriesUntilHandled)
+}
+
+func testKafkaJournalRetriesUntilHandled(t *testing.T, seeds []string) {
+	j, reg := newJournal(t, seeds, 1, nil)
 	ctx := context.Background()
 	now := time.Now()
 	var first []JournalEntry
@@ -384,7 +392,7 @@ func TestKafkaJournalRetriesUntilHandled(t *testing.T) {
 		n := len(attempts)
 		mu.Unlock()
 		if n <= failures {
-			l, err := j.Lag(ctx, "g")
+			l, err := j.Lag(ctx, testGroup(j, "g"))
 			if err != nil {
 				return err
 			}
@@ -430,8 +438,11 @@ func TestKafkaJournalRetriesUntilHandled(t *testing.T) {
 // TestKafkaJournalRevocationMidRetry: member A fails every batch; member B joins and takes over
 // some partitions, which A gives up without committing; when A leaves, B handles everything.
 func TestKafkaJournalRevocationMidRetry(t *testing.T) {
-	c := newKafka(t, 1)
-	j, _ := newJournal(t, c, 4, nil)
+	onEachKafka(t, 1, testKafkaJournalRevocationMidRetry)
+}
+
+func testKafkaJournalRevocationMidRetry(t *testing.T, seeds []string) {
+	j, _ := newJournal(t, seeds, 4, nil)
 	ctx := context.Background()
 	now := time.Now()
 	var all []JournalEntry
@@ -479,8 +490,11 @@ func TestKafkaJournalRevocationMidRetry(t *testing.T) {
 }
 
 func TestKafkaJournalEnsureTopicIsIdempotent(t *testing.T) {
-	c := newKafka(t, 1)
-	j, _ := newJournal(t, c, 3, nil)
+	onEachKafka(t, 1, testKafkaJournalEnsureTopicIsIdempotent)
+}
+
+func testKafkaJournalEnsureTopicIsIdempotent(t *testing.T, seeds []string) {
+	j, _ := newJournal(t, seeds, 3, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
 	require.NoError(t, j.EnsureTopic(ctx, 3, 1), "existing topic")
@@ -493,9 +507,11 @@ func TestKafkaJournalEnsureTopicIsIdempotent(t *testing.T) {
 	assert.ErrorContains(t, j.EnsureTopic(ctx, 1, -2), "must be positive or -1")
 }
 
+// TestKafkaJournalAppendNamesWhatFailed stops the cluster under the journal: kfake only, since
+// the real broker is shared by the binary.
 func TestKafkaJournalAppendNamesWhatFailed(t *testing.T) {
 	c := newKafka(t, 1)
-	j, _ := newJournal(t, c, 1, nil)
+	j, _ := newJournal(t, c.ListenAddrs(), 1, nil)
 	c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()

@@ -15,8 +15,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
-// The servers of this test binary: one embedded FerretDB and one moto, each started on first
-// use and stopped by TestMain.
+// The servers of this test binary: one embedded FerretDB, one moto and one Apache Kafka broker,
+// each started on first use and stopped by TestMain.
 var (
 	ferretOnce   sync.Once
 	ferret       *embedmongo.Server
@@ -26,6 +26,10 @@ var (
 	motoOnce sync.Once
 	moto     *testenv.Moto
 	motoErr  error
+
+	kafkaOnce sync.Once
+	kafka     *testenv.Kafka
+	kafkaErr  error
 )
 
 func TestMain(m *testing.M) {
@@ -38,6 +42,9 @@ func TestMain(m *testing.M) {
 	}
 	if moto != nil {
 		moto.Stop()
+	}
+	if kafka != nil {
+		kafka.Stop()
 	}
 	os.Exit(code)
 }
@@ -76,6 +83,22 @@ func motoServer(tb testing.TB) *testenv.Moto {
 	})
 	testenv.SkipOrFail(tb, motoErr)
 	return moto
+}
+
+// kafkaBroker returns the binary's Apache Kafka broker; without its jars the test skips or fails
+// (see testenv.SkipOrFailKafka).
+func kafkaBroker(tb testing.TB) *testenv.Kafka {
+	tb.Helper()
+	kafkaOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		start := time.Now()
+		if kafka, kafkaErr = testenv.StartKafka(ctx); kafkaErr == nil {
+			tb.Logf("Apache Kafka broker at %s ready after %s", kafka.Brokers()[0], time.Since(start).Round(time.Millisecond))
+		}
+	})
+	testenv.SkipOrFailKafka(tb, kafkaErr)
+	return kafka
 }
 
 // newDynamoStore creates a table (partition key "pk" of type S unless table says otherwise) and

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -115,7 +116,7 @@ func fileExists(p string) bool {
 // StartKafka formats a KRaft log folder in a new temporary folder and starts a broker that is
 // its own controller, `java -cp LIB/* kafka.Kafka server.properties`, on two free loopback ports
 // (clients use Brokers; the controller listener is internal). It returns once a client sees the
-// broker in a metadata response, within 90 s. The caller must Stop it. Java or jars that are not
+// broker in a metadata response and its group coordinator answers, within 90 s. The caller must Stop it. Java or jars that are not
 // installed give an error wrapping ErrKafkaMissing.
 //
 // The broker is configured for tests: one replica for every internal topic, no delay before the
@@ -226,7 +227,7 @@ func startKafkaOnce(ctx context.Context, javaBin, lib string) (k *Kafka, err err
 	return k, nil
 }
 
-// waitReady polls the broker's metadata until it lists a broker, the process exits, ctx ends or
+// waitReady polls the broker until it is ready, the process exits, ctx ends or
 // kafkaStartTimeout passes.
 func (k *Kafka) waitReady(ctx context.Context) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(k.addr), kgo.RetryTimeout(time.Second))
@@ -252,14 +253,26 @@ func (k *Kafka) waitReady(ctx context.Context) error {
 		case <-deadline.C:
 			return fmt.Errorf("kafka: no broker in the metadata of %s after %s: %s", k.addr, kafkaStartTimeout, lastLine(k.Log()))
 		case <-tick.C:
-			actx, cancel := context.WithTimeout(ctx, time.Second)
-			m, err := adm.BrokerMetadata(actx)
-			cancel()
-			if err == nil && len(m.Brokers) > 0 {
+			if k.ready(ctx, adm) {
 				return nil
 			}
 		}
 	}
+}
+
+// ready reports whether the broker lists itself in its metadata and its group coordinator
+// answers. A new cluster creates the offsets topic (__consumer_offsets) on the first group
+// request and answers COORDINATOR_NOT_AVAILABLE until it is loaded; tests should meet a cluster
+// that has served groups before, as they almost always will outside tests.
+func (k *Kafka) ready(ctx context.Context, adm *kadm.Client) bool {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	m, err := adm.BrokerMetadata(ctx)
+	if err != nil || len(m.Brokers) == 0 {
+		return false
+	}
+	_, err = adm.FetchOffsets(ctx, "tandem-testenv-ready")
+	return err == nil || errors.Is(err, kerr.GroupIDNotFound)
 }
 
 // Stop kills the broker by its PID, waits for it to exit and removes its folder. It may be

@@ -17,7 +17,7 @@ import (
 func TestKafkaServesAndStops(t *testing.T) {
 	start := time.Now()
 	k := StartKafkaT(t)
-	t.Logf("Kafka broker (pid %d) serving metadata after %s", k.PID(), time.Since(start).Round(time.Millisecond))
+	t.Logf("Kafka broker (pid %d) ready after %s", k.PID(), time.Since(start).Round(time.Millisecond))
 	require.Len(t, k.Brokers(), 1)
 	assert.Regexp(t, `^127\.0\.0\.1:\d+$`, k.Brokers()[0])
 
