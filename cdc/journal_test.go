@@ -14,7 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -38,7 +37,7 @@ const waitLimit = 90 * time.Second
 // client is a client of the binary's FerretDB: the old store, new stores and catalogs.
 var client *mongo.Client
 
-func TestMain(m *testing.M) { testenv.MongoMain(m, &client) }
+func TestMain(m *testing.M) { testenv.MongoMain(m, &client, stopKafka) }
 
 const spec = `name: users-test
 source:
@@ -58,7 +57,7 @@ reverse:
 var seq atomic.Int64
 
 // fixture is one migration "users-test" from db.users to a new store, with its catalog, and a
-// journal on an in-process Kafka.
+// journal on a topic of its own on the Kafka of seeds (see onEachKafka).
 type fixture struct {
 	db      *mongo.Database
 	old     *adapters.MongoStore
@@ -73,10 +72,11 @@ type fixture struct {
 
 // newFixture builds the fixture; newColl is the new store's collection (nil: db.users_v2 on
 // the binary's FerretDB).
-func newFixture(t *testing.T, newColl *mongo.Collection) *fixture {
+func newFixture(t *testing.T, seeds []string, newColl *mongo.Collection) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	f := &fixture{db: client.Database(fmt.Sprintf("cdc_test_%d", seq.Add(1))), reg: prometheus.NewRegistry()}
+	n := seq.Add(1)
+	f := &fixture{db: client.Database(fmt.Sprintf("cdc_test_%d", n)), reg: prometheus.NewRegistry()}
 	f.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		f.log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -100,12 +100,11 @@ func newFixture(t *testing.T, newColl *mongo.Collection) *fixture {
 	})
 	require.NoError(t, err)
 
-	kafka, err := kfake.NewCluster(kfake.NumBrokers(1))
-	require.NoError(t, err)
-	t.Cleanup(kafka.Close)
 	f.journal, err = adapters.NewKafkaJournal(adapters.KafkaJournalConfig{
-		Brokers:  kafka.ListenAddrs(),
-		Options:  []kgo.Opt{kgo.HeartbeatInterval(100 * time.Millisecond), kgo.FetchMaxWait(200 * time.Millisecond)},
+		Brokers: seeds,
+		Topic:   fmt.Sprintf("cdc-test-%d", n), // unique in the binary: a real broker is shared
+		Options: []kgo.Opt{kgo.HeartbeatInterval(100 * time.Millisecond), kgo.FetchMaxWait(200 * time.Millisecond),
+			kgo.MetadataMinAge(250 * time.Millisecond)},
 		Logger:   f.log,
 		Metrics:  adapters.NewJournalMetrics(f.reg),
 		RetryMin: 10 * time.Millisecond,
@@ -251,8 +250,10 @@ func (f *fixture) lagOf(t *testing.T) (time.Duration, bool) {
 // TestJournalWorkerConverges appends keys of documents in old (and of one removed from old, one
 // that cannot be transformed, an unkeyed write, and a migration nobody knows) and checks that
 // the new store converges, by direct reads.
-func TestJournalWorkerConverges(t *testing.T) {
-	f := newFixture(t, nil)
+func TestJournalWorkerConverges(t *testing.T) { onEachKafka(t, testJournalWorkerConverges) }
+
+func testJournalWorkerConverges(t *testing.T, seeds []string) {
+	f := newFixture(t, seeds, nil)
 	ctx := context.Background()
 	var keys []string
 	for i := range 30 {
@@ -351,6 +352,10 @@ func freeAddr(t *testing.T) string {
 // worker fail and retry, restarts FerretDB on the same address and data folder, and checks that
 // every key converges.
 func TestJournalWorkerWaitsForTheNewStore(t *testing.T) {
+	onEachKafka(t, testJournalWorkerWaitsForTheNewStore)
+}
+
+func testJournalWorkerWaitsForTheNewStore(t *testing.T, seeds []string) {
 	ctx := context.Background()
 	dir, addr := t.TempDir(), freeAddr(t)
 	startNew := func() *embedmongo.Server {
@@ -373,7 +378,7 @@ func TestJournalWorkerWaitsForTheNewStore(t *testing.T) {
 		SetHeartbeatInterval(500 * time.Millisecond))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = newClient.Disconnect(context.Background()) })
-	f := newFixture(t, newClient.Database("d").Collection("users_v2"))
+	f := newFixture(t, seeds, newClient.Database("d").Collection("users_v2"))
 	f.run(t, cdc.JournalWorkerConfig{})
 
 	// While the new store is up, the worker converges.

@@ -164,7 +164,8 @@ func startKafkaOnce(ctx context.Context, javaBin, lib string) (k *Kafka, err err
 	if controllerPort == port {
 		return nil, fmt.Errorf("kafka: port %d chosen twice: %w", port, errPortTaken)
 	}
-	dir, err := os.MkdirTemp("", "tandem-kafka-")
+	removeStaleKafkaDirs()
+	dir, err := os.MkdirTemp("", kafkaDirPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: %w", err)
 	}
@@ -220,11 +221,40 @@ func startKafkaOnce(ctx context.Context, javaBin, lib string) (k *Kafka, err err
 		_ = k.cmd.Wait()
 		close(k.done)
 	}()
+	_ = os.WriteFile(filepath.Join(dir, "pid"), []byte(strconv.Itoa(k.PID())), 0o644)
 	if err := k.waitReady(ctx); err != nil {
 		k.Stop()
 		return nil, err
 	}
 	return k, nil
+}
+
+// kafkaDirPrefix names the temporary folders of brokers, in os.TempDir().
+const kafkaDirPrefix = "tandem-kafka-"
+
+// removeStaleKafkaDirs removes the folders of brokers whose process is gone without a Stop (the
+// test binary was killed, and the kernel killed its broker): those whose pid file names no
+// process. A folder without a pid file is a broker being formatted, and is left alone.
+func removeStaleKafkaDirs() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), kafkaDirPrefix+"*"))
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, "pid"))
+		if err != nil {
+			continue
+		}
+		if pid, err := strconv.Atoi(string(b)); err == nil && pid > 0 && processGone(pid) {
+			_ = os.RemoveAll(d)
+		}
+	}
+}
+
+func processGone(pid int) bool {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return true
+	}
+	defer p.Release()
+	return errors.Is(p.Signal(syscall.Signal(0)), os.ErrProcessDone)
 }
 
 // waitReady polls the broker until it is ready, the process exits, ctx ends or

@@ -3,7 +3,9 @@ package testenv
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -89,4 +91,26 @@ func TestKafkaExitsEarly(t *testing.T) {
 	require.Error(t, err)
 	assert.NotErrorIs(t, err, ErrKafkaMissing)
 	assert.ErrorContains(t, err, "formatting")
+}
+
+// The folder of a broker whose process is gone is removed by the next start; one whose process
+// lives, or that has no pid file yet, is not.
+func TestKafkaRemovesStaleDirs(t *testing.T) {
+	exited := exec.Command("true")
+	require.NoError(t, exited.Run())
+	dirs := map[string]string{"stale": strconv.Itoa(exited.Process.Pid), "live": strconv.Itoa(os.Getpid()), "formatting": ""}
+	paths := map[string]string{}
+	for name, pid := range dirs {
+		d, err := os.MkdirTemp("", kafkaDirPrefix)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = os.RemoveAll(d) })
+		if pid != "" {
+			require.NoError(t, os.WriteFile(filepath.Join(d, "pid"), []byte(pid), 0o644))
+		}
+		paths[name] = d
+	}
+	removeStaleKafkaDirs()
+	assert.NoDirExists(t, paths["stale"])
+	assert.DirExists(t, paths["live"])
+	assert.DirExists(t, paths["formatting"])
 }

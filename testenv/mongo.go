@@ -14,9 +14,10 @@ import (
 )
 
 // MongoMain runs a test binary's tests against one embedded FerretDB: it starts it, connects
-// *client to it, runs m, disconnects, stops it, and exits with m's status (1 when FerretDB
-// cannot start). Call it from TestMain.
-func MongoMain(m *testing.M, client **mongo.Client) {
+// *client to it, runs m, calls each of after (to stop other servers the tests started),
+// disconnects, stops it, and exits with m's status (1 when FerretDB cannot start). Call it from
+// TestMain.
+func MongoMain(m *testing.M, client **mongo.Client, after ...func()) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	store, err := embedmongo.Start(ctx, embedmongo.Options{})
 	cancel()
@@ -32,6 +33,9 @@ func MongoMain(m *testing.M, client **mongo.Client) {
 	}
 	*client = c
 	code := m.Run()
+	for _, f := range after {
+		f()
+	}
 	_ = c.Disconnect(context.Background())
 	store.Stop()
 	os.Exit(code)
