@@ -285,6 +285,12 @@ func TestWorkloadThroughEveryPhase(t *testing.T) {
 	t.Logf("workload: %d writes, %d reads, %d NotWritablePrimary answers during write_block", w.writes.Load(), w.reads.Load(), w.blockErr)
 	require.Positive(t, w.writes.Load())
 	require.Positive(t, w.reads.Load())
+	// The switch windows did refuse writes (the driver retried them after the window), and key
+	// look-ups were served from new while cut over.
+	_, metrics := httpGet(t, adminURL+"/metrics")
+	for _, action := range []string{"write_blocked", "read_new", "converged"} {
+		assert.Regexp(t, `tandem_proxy_migration_requests_total\{action="`+action+`",migration="users-v2"\} [1-9]`, metrics)
+	}
 
 	// Every write of the last phase converged before its reply; wait only for stragglers of
 	// the asynchronous phases that the journal worker may still be retrying.
