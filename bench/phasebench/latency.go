@@ -16,6 +16,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/tandemdb/tandem/bench/benchenv"
 	"github.com/tandemdb/tandem/bench/cputime"
 	"github.com/tandemdb/tandem/flags"
 )
@@ -235,11 +236,11 @@ func measureLat(e *latencyEnv, m mode, clients int, d time.Duration, seed uint64
 	}
 	slices.Sort(all)
 	slices.Sort(writes)
-	res.p50, res.p99 = percentile(all, 0.50), percentile(all, 0.99)
-	res.writeP50 = percentile(writes, 0.50)
+	res.p50, res.p99 = benchenv.Percentile(all, 0.50), benchenv.Percentile(all, 0.99)
+	res.writeP50 = benchenv.Percentile(writes, 0.50)
 	for o := range byOp {
 		slices.Sort(byOp[o])
-		res.opP50[o] = percentile(byOp[o], 0.50)
+		res.opP50[o] = benchenv.Percentile(byOp[o], 0.50)
 	}
 	return res
 }
@@ -299,7 +300,7 @@ func runLatency(ferretURI string, clientCounts []int, log *slog.Logger) error {
 	defer cancel()
 	fmt.Println("## 1. Client-visible latency by phase")
 	fmt.Println()
-	fmt.Printf("Load average before: %s\n\n", loadAvg())
+	fmt.Printf("Load average before: %s\n\n", benchenv.LoadAvg())
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, journalTopic))
 	if err != nil {
 		return err
@@ -395,7 +396,7 @@ func runLatency(ferretURI string, clientCounts []int, log *slog.Logger) error {
 		}
 		fmt.Fprintf(os.Stderr, "clients=%d", c)
 		for i, m := range modes {
-			fmt.Fprintf(os.Stderr, "  %s p50=%s", m.name, fmtDur(latRow{rounds: byMode[i]}.medDur(func(x latResult) time.Duration { return x.p50 })))
+			fmt.Fprintf(os.Stderr, "  %s p50=%s", m.name, benchenv.Dur(latRow{rounds: byMode[i]}.medDur(func(x latResult) time.Duration { return x.p50 })))
 		}
 		fmt.Fprintln(os.Stderr)
 	}
@@ -403,7 +404,7 @@ func runLatency(ferretURI string, clientCounts []int, log *slog.Logger) error {
 	if _, err := s.drain(200*time.Millisecond, 2*time.Minute); err != nil {
 		return err
 	}
-	fmt.Printf("Load average after: %s\n\n", loadAvg())
+	fmt.Printf("Load average after: %s\n\n", benchenv.LoadAvg())
 	printLatency(rows)
 	return nil
 }
@@ -445,7 +446,7 @@ func printLatency(rows []latRow) {
 		p99 := r.medDur(func(x latResult) time.Duration { return x.p99 })
 		var conv, perWrite, backlog, r50, r99 string
 		if r.mode.phase != "" {
-			conv = fmtDur(r.medDur(func(x latResult) time.Duration { return x.convergeMean }))
+			conv = benchenv.Dur(r.medDur(func(x latResult) time.Duration { return x.convergeMean }))
 			if r.mode.phase == flags.PhaseOff {
 				conv = "—"
 			}
@@ -460,16 +461,16 @@ func printLatency(rows []latRow) {
 		if errs := sumErrs(r); errs > 0 {
 			errNote = fmt.Sprintf(" (%d errors)", errs)
 		}
-		findP50, writeP50 := fmtDur(r.medDur(func(x latResult) time.Duration { return x.opP50[opFind] })), ""
+		findP50, writeP50 := benchenv.Dur(r.medDur(func(x latResult) time.Duration { return x.opP50[opFind] })), ""
 		if r.mode.phase != "" || r.mode.name == refUpsert {
-			writeP50 = fmtDur(r.medDur(func(x latResult) time.Duration { return x.writeP50 }))
+			writeP50 = benchenv.Dur(r.medDur(func(x latResult) time.Duration { return x.writeP50 }))
 		}
 		if r.mode.name == refUpsert {
 			findP50 = ""
 		}
 		fmt.Printf("| %d | %s | %s | %s | %s%s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.clients, r.mode.name,
-			fmtDur(p50), fmtDur(p99), fmtOps(r.med(func(x latResult) float64 { return x.opsPerS })), errNote,
-			fmtDur(r.medDur(func(x latResult) time.Duration { return x.cpuPerOp })),
+			benchenv.Dur(p50), benchenv.Dur(p99), benchenv.Ops(r.med(func(x latResult) float64 { return x.opsPerS })), errNote,
+			benchenv.Dur(r.medDur(func(x latResult) time.Duration { return x.cpuPerOp })),
 			findP50, writeP50, conv, perWrite, backlog, r50, r99)
 	}
 	fmt.Println()
@@ -502,8 +503,8 @@ func printLatency(rows []latRow) {
 		rs := float64(sh.medDur(p50)) / float64(pass.medDur(p50))
 		rd := float64(du.medDur(p50)) / float64(pass.medDur(p50))
 		fmt.Printf("| %d | %.2f | %s | %.2f | %s | %s | %s | %s | %s | %s |\n", c, rs, yesNo(rs <= 1.05), rd, yesNo(rd <= 1.5),
-			fmtDur(du.medDur(w50)-pass.medDur(w50)), fmtDur(du.medDur(func(x latResult) time.Duration { return x.convergeMean })),
-			fmtDur(2*findIn.medDur(p50)+ups.medDur(p50)), fmtDur(sh.medDur(cpu)-pass.medDur(cpu)), fmtDur(asyncCPU))
+			benchenv.Dur(du.medDur(w50)-pass.medDur(w50)), benchenv.Dur(du.medDur(func(x latResult) time.Duration { return x.convergeMean })),
+			benchenv.Dur(2*findIn.medDur(p50)+ups.medDur(p50)), benchenv.Dur(sh.medDur(cpu)-pass.medDur(cpu)), benchenv.Dur(asyncCPU))
 	}
 	fmt.Println()
 	if *flagVerbose {
@@ -514,7 +515,7 @@ func printLatency(rows []latRow) {
 		for _, r := range rows {
 			var parts []string
 			for _, x := range r.rounds {
-				parts = append(parts, fmt.Sprintf("%s / %s / %s / %s / %.2f / %d", fmtDur(x.p50), fmtDur(x.p99), fmtOps(x.opsPerS), fmtDur(x.cpuPerOp),
+				parts = append(parts, fmt.Sprintf("%s / %s / %s / %s / %.2f / %d", benchenv.Dur(x.p50), benchenv.Dur(x.p99), benchenv.Ops(x.opsPerS), benchenv.Dur(x.cpuPerOp),
 					x.converges/max(float64(x.writes), 1), x.pending))
 			}
 			fmt.Printf("| %d | %s | %s |\n", r.clients, r.mode.name, strings.Join(parts, "; "))

@@ -16,22 +16,17 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/tandemdb/tandem/bench/benchenv"
 	"github.com/tandemdb/tandem/embedmongo"
 )
 
@@ -53,12 +48,12 @@ var tempDirs sync.Map
 
 func main() {
 	flag.Parse()
-	clientCounts, err := parseInts(*flagClients)
+	clientCounts, err := benchenv.ParseInts(*flagClients)
 	if err != nil {
 		fatalf("-clients: %v", err)
 	}
 	var polls []time.Duration
-	for _, f := range splitList(*flagPolls) {
+	for _, f := range benchenv.SplitList(*flagPolls) {
 		d, err := time.ParseDuration(f)
 		if err != nil || d < 10*time.Millisecond || d > time.Minute {
 			fatalf("-flags-poll: %q: want durations from 10ms to 1m", f)
@@ -68,7 +63,7 @@ func main() {
 	if *flagRounds < 1 || *flagDuration <= 0 || *flagKeys < 1 || *flagFlips < 1 {
 		fatalf("-rounds, -keys and -flips must be at least 1 and -duration positive")
 	}
-	parts := splitList(*flagParts)
+	parts := benchenv.SplitList(*flagParts)
 	for _, p := range parts {
 		if p != "latency" && p != "rollback" {
 			fatalf("-parts: unknown part %q (latency, rollback)", p)
@@ -106,29 +101,20 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	fmt.Printf("Total run time: %s; load average at the end %s.\n", time.Since(start).Round(time.Second), loadAvg())
+	fmt.Printf("Total run time: %s; load average at the end %s.\n", time.Since(start).Round(time.Second), benchenv.LoadAvg())
 }
 
 func printHeader() {
 	fmt.Println("# tandem phase benchmark")
 	fmt.Println()
-	fmt.Printf("- Command: `%s`\n", commandLine())
+	fmt.Printf("- Command: `%s`\n", benchenv.CommandLine("./bench/phasebench"))
 	fmt.Printf("- Machine: nproc %d (GOMAXPROCS %d), CPU %s, %s/%s, kernel %s\n",
-		runtime.NumCPU(), runtime.GOMAXPROCS(0), cpuModel(), runtime.GOOS, runtime.GOARCH, kernel())
-	fmt.Printf("- Go: %s; tandem commit %s\n", runtime.Version(), gitCommit())
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), benchenv.CPUModel(), runtime.GOOS, runtime.GOARCH, benchenv.Kernel())
+	fmt.Printf("- Go: %s; tandem commit %s\n", runtime.Version(), benchenv.GitCommit())
 	fmt.Printf("- Settings: -duration %s -rounds %d -warmup %s -clients %s -keys %d -flips %d -flags-poll %s -parts %s\n",
 		*flagDuration, *flagRounds, *flagWarmup, *flagClients, *flagKeys, *flagFlips, *flagPolls, *flagParts)
-	fmt.Printf("- Started: %s, load average %s\n", time.Now().UTC().Format(time.RFC3339), loadAvg())
+	fmt.Printf("- Started: %s, load average %s\n", time.Now().UTC().Format(time.RFC3339), benchenv.LoadAvg())
 	fmt.Println()
-}
-
-// percentile is the nearest-rank percentile of sorted durations.
-func percentile(sorted []time.Duration, q float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(float64(len(sorted))*q+0.999999999) - 1
-	return sorted[min(max(i, 0), len(sorted)-1)]
 }
 
 // median of the values; 0 for none.
@@ -142,112 +128,6 @@ func median(v []float64) float64 {
 		return v[len(v)/2]
 	}
 	return (v[len(v)/2-1] + v[len(v)/2]) / 2
-}
-
-func fmtDur(d time.Duration) string {
-	switch {
-	case d < time.Millisecond:
-		return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond))
-	case d < 10*time.Millisecond:
-		return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
-	default:
-		return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond))
-	}
-}
-
-func fmtOps(v float64) string {
-	if v < 100 {
-		return fmt.Sprintf("%.1f", v)
-	}
-	return fmt.Sprintf("%.0f", v)
-}
-
-// commandLine reconstructs the command that started the program; under go run, os.Args[0] is
-// a temporary binary.
-func commandLine() string {
-	args := make([]string, 0, len(os.Args))
-	for _, a := range os.Args[1:] {
-		if a == "" || strings.ContainsAny(a, " \t'\"$`\\") {
-			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-		}
-		args = append(args, a)
-	}
-	prog := os.Args[0]
-	if strings.Contains(prog, "go-build") || strings.HasPrefix(filepath.Base(filepath.Dir(prog)), "exe") {
-		prog = "go run ./bench/phasebench"
-	}
-	return strings.TrimSpace(prog + " " + strings.Join(args, " "))
-}
-
-func cpuModel() string {
-	f, err := os.Open("/proc/cpuinfo")
-	if err != nil {
-		return "unknown"
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown"
-}
-
-// loadAvg returns the 1, 5 and 15 minute load averages: other work on the machine skews results.
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
-}
-
-// gitCommit names the commit being measured, with -dirty when the work tree has changes.
-func gitCommit() string {
-	out, err := exec.Command("git", "describe", "--always", "--dirty", "--abbrev=12").Output()
-	if err != nil {
-		return "unknown"
-	}
-	return strings.TrimSpace(string(out))
-}
-
-func kernel() string {
-	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
-	if err != nil {
-		return "unknown"
-	}
-	return strings.TrimSpace(string(b))
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
-func parseInts(s string) ([]int, error) {
-	var out []int
-	for _, f := range splitList(s) {
-		n, err := strconv.Atoi(f)
-		if err != nil || n < 1 {
-			return nil, fmt.Errorf("%q is not a positive integer", f)
-		}
-		out = append(out, n)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("empty list")
-	}
-	return out, nil
 }
 
 func fatalf(format string, args ...any) {

@@ -16,6 +16,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/tandemdb/tandem/bench/benchenv"
 	"github.com/tandemdb/tandem/flags"
 	"github.com/tandemdb/tandem/shadow"
 	"github.com/tandemdb/tandem/verify"
@@ -54,7 +55,7 @@ func (f flip) every() time.Duration { return max(f.rollbackSeen[0], f.rollbackSe
 func runRollback(ferretURI string, polls []time.Duration, log *slog.Logger) error {
 	fmt.Println("## 2. Rollback propagation")
 	fmt.Println()
-	fmt.Printf("Load average before: %s\n\n", loadAvg())
+	fmt.Printf("Load average before: %s\n\n", benchenv.LoadAvg())
 	type result struct {
 		poll  time.Duration
 		flips []flip
@@ -67,7 +68,7 @@ func runRollback(ferretURI string, polls []time.Duration, log *slog.Logger) erro
 		}
 		results = append(results, result{poll, flips})
 	}
-	fmt.Printf("Load average after: %s\n\n", loadAvg())
+	fmt.Printf("Load average after: %s\n\n", benchenv.LoadAvg())
 
 	fmt.Println("Two proxies in this process, each with its own flags.Provider (own OpenFeature domain) polling")
 	fmt.Println("the one catalog. The probe document differs between users (name \"Old Name\") and users_v2")
@@ -99,10 +100,10 @@ func runRollback(ferretURI string, polls []time.Duration, log *slog.Logger) erro
 			sum += d
 		}
 		fmt.Printf("| %s | %d | %s / %s | **%s** | **%s** | %s | %s | %s | %s | %s | %s / %s |\n", r.poll, len(r.flips),
-			fmtDur(percentile(call, 0.5)), fmtDur(percentile(call, 0.99)),
-			fmtDur(percentile(every, 0.5)), fmtDur(percentile(every, 0.99)), fmtDur(every[len(every)-1]),
-			fmtDur(sum/time.Duration(len(every))), fmtDur(percentile(first, 0.5)), fmtDur(percentile(rtt, 0.5)),
-			fmtDur(percentile(ccall, 0.5)), fmtDur(percentile(cseen, 0.5)), fmtDur(percentile(cseen, 0.99)))
+			benchenv.Dur(benchenv.Percentile(call, 0.5)), benchenv.Dur(benchenv.Percentile(call, 0.99)),
+			benchenv.Dur(benchenv.Percentile(every, 0.5)), benchenv.Dur(benchenv.Percentile(every, 0.99)), benchenv.Dur(every[len(every)-1]),
+			benchenv.Dur(sum/time.Duration(len(every))), benchenv.Dur(benchenv.Percentile(first, 0.5)), benchenv.Dur(benchenv.Percentile(rtt, 0.5)),
+			benchenv.Dur(benchenv.Percentile(ccall, 0.5)), benchenv.Dur(benchenv.Percentile(cseen, 0.5)), benchenv.Dur(benchenv.Percentile(cseen, 0.99)))
 	}
 	fmt.Println()
 	fmt.Println("p99 of 50 flips is the nearest-rank 99th percentile: the largest flip.")
@@ -184,7 +185,7 @@ func measureFlips(ferretURI string, poll time.Duration, log *slog.Logger) ([]fli
 		flips = append(flips, f)
 	}
 	fmt.Fprintf(os.Stderr, "flags-poll=%s  %d flips, every proxy obeys rollback p50=%s\n", poll, len(flips),
-		fmtDur(time.Duration(median(durs(flips, flip.every)))))
+		benchenv.Dur(time.Duration(median(durs(flips, flip.every)))))
 	return flips, nil
 }
 

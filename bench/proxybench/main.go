@@ -9,7 +9,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -17,11 +16,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,6 +27,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/tandemdb/tandem/bench/benchenv"
 	"github.com/tandemdb/tandem/bench/cputime"
 	"github.com/tandemdb/tandem/embedmongo"
 	"github.com/tandemdb/tandem/proxy"
@@ -129,20 +126,20 @@ var tempDirs sync.Map
 
 func main() {
 	flag.Parse()
-	clientCounts, err := parseInts(*flagClients)
+	clientCounts, err := benchenv.ParseInts(*flagClients)
 	if err != nil {
 		fatalf("-clients: %v", err)
 	}
 	if *flagRounds < 1 || *flagDuration <= 0 {
 		fatalf("-rounds must be at least 1 and -duration positive")
 	}
-	upstreams := splitList(*flagUpstreams)
+	upstreams := benchenv.SplitList(*flagUpstreams)
 	for _, u := range upstreams {
 		if u != "fake" && u != "ferretdb" {
 			fatalf("-upstreams: unknown upstream %q (fake, ferretdb)", u)
 		}
 	}
-	opNames := splitList(*flagOps)
+	opNames := benchenv.SplitList(*flagOps)
 	for _, o := range opNames {
 		if ops[o] == nil {
 			fatalf("-ops: unknown op %q (find, insert)", o)
@@ -175,7 +172,7 @@ func main() {
 		}
 		env.close()
 	}
-	fmt.Printf("Total run time: %s; load average at the end %s.\n\n", time.Since(start).Round(time.Second), loadAvg())
+	fmt.Printf("Total run time: %s; load average at the end %s.\n\n", time.Since(start).Round(time.Second), benchenv.LoadAvg())
 	printTable(rows)
 	if *flagVerbose {
 		printRounds(rows)
@@ -219,7 +216,7 @@ func compare(env *upstreamEnv, opName string, clients int) []row {
 	}
 	fmt.Fprintf(os.Stderr, "%-8s %-6s clients=%-3d", env.name, opName, clients)
 	for _, r := range rows {
-		fmt.Fprintf(os.Stderr, "  %s p50=%s ops/s=%.0f", r.path, fmtDur(r.p50), r.opsPerS)
+		fmt.Fprintf(os.Stderr, "  %s p50=%s ops/s=%.0f", r.path, benchenv.Dur(r.p50), r.opsPerS)
 	}
 	fmt.Fprintln(os.Stderr)
 	return rows
@@ -286,18 +283,9 @@ func measure(p *path, op opFunc, clients int, d time.Duration) result {
 		res.cpuPerOp = (cpu1 - cpu0) / time.Duration(res.n)
 	}
 	slices.Sort(all)
-	res.p50 = percentile(all, 0.50)
-	res.p99 = percentile(all, 0.99)
+	res.p50 = benchenv.Percentile(all, 0.50)
+	res.p99 = benchenv.Percentile(all, 0.99)
 	return res
-}
-
-// percentile is the nearest-rank percentile of sorted durations.
-func percentile(sorted []time.Duration, q float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(float64(len(sorted))*q+0.999999999) - 1
-	return sorted[min(max(i, 0), len(sorted)-1)]
 }
 
 func median(rs []result, f func(result) float64) float64 {
@@ -407,13 +395,13 @@ func hostPort(uri string) string {
 func printHeader() {
 	fmt.Println("# tandem proxy benchmark")
 	fmt.Println()
-	fmt.Printf("- Command: `%s`\n", commandLine())
+	fmt.Printf("- Command: `%s`\n", benchenv.CommandLine("./bench/proxybench"))
 	fmt.Printf("- Machine: nproc %d (GOMAXPROCS %d), CPU %s, %s/%s, kernel %s\n",
-		runtime.NumCPU(), runtime.GOMAXPROCS(0), cpuModel(), runtime.GOOS, runtime.GOARCH, kernel())
-	fmt.Printf("- Go: %s; tandem commit %s\n", runtime.Version(), gitCommit())
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), benchenv.CPUModel(), runtime.GOOS, runtime.GOARCH, benchenv.Kernel())
+	fmt.Printf("- Go: %s; tandem commit %s\n", runtime.Version(), benchenv.GitCommit())
 	fmt.Printf("- Settings: -duration %s -rounds %d -warmup %s -upstreams %s -clients %s -ops %s\n",
 		*flagDuration, *flagRounds, *flagWarmup, *flagUpstreams, *flagClients, *flagOps)
-	fmt.Printf("- Started: %s, load average %s\n", time.Now().UTC().Format(time.RFC3339), loadAvg())
+	fmt.Printf("- Started: %s, load average %s\n", time.Now().UTC().Format(time.RFC3339), benchenv.LoadAvg())
 	fmt.Println()
 	fmt.Println("Paths: direct = driver → upstream; forwarder = driver → raw TCP io.Copy forwarder → upstream;")
 	fmt.Println("tandem = driver → proxy.Server → upstream. One mongo.Client per path (maxPoolSize = the largest")
@@ -444,8 +432,8 @@ func printTable(rows []row) {
 				errNote = fmt.Sprintf(" (%d errors)", r.errs)
 			}
 			fmt.Printf("| %s | %s | %d | %s | %s | %s | %s | %s | %d%s | %s | %s | %s | %s |\n",
-				r.upstream, r.op, r.clients, r.path, fmtDur(r.p50), fmtDur(r.p99), fmtOps(r.opsPerS),
-				fmtDur(r.cpuPerOp), r.n, errNote, added, tf, td, cpu)
+				r.upstream, r.op, r.clients, r.path, benchenv.Dur(r.p50), benchenv.Dur(r.p99), benchenv.Ops(r.opsPerS),
+				benchenv.Dur(r.cpuPerOp), r.n, errNote, added, tf, td, cpu)
 		}
 	}
 	fmt.Println()
@@ -455,9 +443,9 @@ func printTable(rows []row) {
 // both amounts; it is n/a when the forwarder adds nothing measurable.
 func addedRatio(tandem, fwd time.Duration) string {
 	if fwd <= 0 {
-		return fmt.Sprintf("n/a (%s vs %s)", fmtSigned(tandem), fmtSigned(fwd))
+		return fmt.Sprintf("n/a (%s vs %s)", benchenv.Signed(tandem), benchenv.Signed(fwd))
 	}
-	return fmt.Sprintf("%.2f (%s vs %s)", float64(tandem)/float64(fwd), fmtSigned(tandem), fmtSigned(fwd))
+	return fmt.Sprintf("%.2f (%s vs %s)", float64(tandem)/float64(fwd), benchenv.Signed(tandem), benchenv.Signed(fwd))
 }
 
 func printRounds(rows []row) {
@@ -468,124 +456,11 @@ func printRounds(rows []row) {
 	for _, r := range rows {
 		var parts []string
 		for _, x := range r.rounds {
-			parts = append(parts, fmt.Sprintf("%s / %s / %s / %s", fmtDur(x.p50), fmtDur(x.p99), fmtOps(x.opsPerS), fmtDur(x.cpuPerOp)))
+			parts = append(parts, fmt.Sprintf("%s / %s / %s / %s", benchenv.Dur(x.p50), benchenv.Dur(x.p99), benchenv.Ops(x.opsPerS), benchenv.Dur(x.cpuPerOp)))
 		}
 		fmt.Printf("| %s | %s | %d | %s | %s |\n", r.upstream, r.op, r.clients, r.path, strings.Join(parts, "; "))
 	}
 	fmt.Println()
-}
-
-func fmtDur(d time.Duration) string {
-	switch {
-	case d < time.Millisecond:
-		return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond))
-	case d < 10*time.Millisecond:
-		return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
-	default:
-		return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond))
-	}
-}
-
-func fmtSigned(d time.Duration) string {
-	if d < 0 {
-		return "-" + fmtDur(-d)
-	}
-	return "+" + fmtDur(d)
-}
-
-func fmtOps(v float64) string {
-	if v < 100 {
-		return fmt.Sprintf("%.1f", v)
-	}
-	return fmt.Sprintf("%.0f", v)
-}
-
-// commandLine reconstructs the command that started the program; under go run, os.Args[0] is
-// a temporary binary.
-func commandLine() string {
-	args := make([]string, 0, len(os.Args))
-	for _, a := range os.Args[1:] {
-		if a == "" || strings.ContainsAny(a, " \t'\"$`\\") {
-			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-		}
-		args = append(args, a)
-	}
-	prog := os.Args[0]
-	if strings.Contains(prog, "go-build") || strings.HasPrefix(filepath.Base(filepath.Dir(prog)), "exe") {
-		prog = "go run ./bench/proxybench"
-	}
-	return strings.TrimSpace(prog + " " + strings.Join(args, " "))
-}
-
-func cpuModel() string {
-	f, err := os.Open("/proc/cpuinfo")
-	if err != nil {
-		return "unknown"
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown"
-}
-
-// loadAvg returns the 1, 5 and 15 minute load averages: other work on the machine skews results.
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
-}
-
-// gitCommit names the commit being measured, with -dirty when the work tree has changes.
-func gitCommit() string {
-	out, err := exec.Command("git", "describe", "--always", "--dirty", "--abbrev=12").Output()
-	if err != nil {
-		return "unknown"
-	}
-	return strings.TrimSpace(string(out))
-}
-
-func kernel() string {
-	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
-	if err != nil {
-		return "unknown"
-	}
-	return strings.TrimSpace(string(b))
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
-func parseInts(s string) ([]int, error) {
-	var out []int
-	for _, f := range splitList(s) {
-		n, err := strconv.Atoi(f)
-		if err != nil || n < 1 {
-			return nil, fmt.Errorf("%q is not a positive integer", f)
-		}
-		out = append(out, n)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("empty list")
-	}
-	return out, nil
 }
 
 func fatalf(format string, args ...any) {
