@@ -178,26 +178,35 @@ Move the phase with "tandem phase", "tandem cutover" and "tandem rollback".`,
 			if err := requireReason("flags set", reason); err != nil {
 				return err
 			}
-			c, err := o.client(true)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
-			defer cancel()
-			v, err := c.Set(ctx, args[0], changes, reason)
-			if err != nil {
-				return apiError(err)
-			}
-			out := cmd.OutOrStdout()
-			return o.print(out, v, func() {
+			return o.change(cmd, func(ctx context.Context, c *admin.Client) (flags.Values, error) {
+				return c.Set(ctx, args[0], changes, reason)
+			}, func(out io.Writer, v flags.Values) {
 				fmt.Fprintf(out, "%s: set %s\n", args[0], formatAssignments(changes))
-				printValues(out, v)
 			})
 		},
 	}
 	o.addFlags(cmd)
 	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit trail (required)")
 	return cmd
+}
+
+// change makes one state-changing call and prints the flag values it returns, after a headline.
+func (o *adminOptions) change(cmd *cobra.Command, call func(context.Context, *admin.Client) (flags.Values, error), headline func(io.Writer, flags.Values)) error {
+	c, err := o.client(true)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
+	defer cancel()
+	v, err := call(ctx, c)
+	if err != nil {
+		return apiError(err)
+	}
+	out := cmd.OutOrStdout()
+	return o.print(out, v, func() {
+		headline(out, v)
+		printValues(out, v)
+	})
 }
 
 // parseAssignments reads FLAG=VALUE arguments; a flag named twice is refused.
@@ -244,20 +253,10 @@ func newPhaseCmd() *cobra.Command {
 			if err := requireReason("phase", reason); err != nil {
 				return err
 			}
-			c, err := o.client(true)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
-			defer cancel()
-			v, err := c.Advance(ctx, args[0], args[1], reason)
-			if err != nil {
-				return apiError(err)
-			}
-			out := cmd.OutOrStdout()
-			return o.print(out, v, func() {
+			return o.change(cmd, func(ctx context.Context, c *admin.Client) (flags.Values, error) {
+				return c.Advance(ctx, args[0], args[1], reason)
+			}, func(out io.Writer, v flags.Values) {
 				fmt.Fprintf(out, "%s: phase is now %s\n", args[0], v.Phase)
-				printValues(out, v)
 			})
 		},
 	}
@@ -350,20 +349,10 @@ func newRollbackCmd() *cobra.Command {
 			if err := requireReason("rollback", reason); err != nil {
 				return err
 			}
-			c, err := o.client(true)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
-			defer cancel()
-			v, err := c.Rollback(ctx, args[0], to, reason)
-			if err != nil {
-				return apiError(err)
-			}
-			out := cmd.OutOrStdout()
-			return o.print(out, v, func() {
+			return o.change(cmd, func(ctx context.Context, c *admin.Client) (flags.Values, error) {
+				return c.Rollback(ctx, args[0], to, reason)
+			}, func(out io.Writer, v flags.Values) {
 				fmt.Fprintf(out, "%s: rolled back to %s — the old store is authoritative\n", args[0], v.Phase)
-				printValues(out, v)
 			})
 		},
 	}
