@@ -512,6 +512,7 @@ func TestMigrationFlagsAreChecked(t *testing.T) {
 		{[]string{"--spec", "x.yaml"}, "--spec needs a journal"},
 		{[]string{"--spec", "x.yaml", "--journal-embedded", "--kafka-brokers", "a:1"}, "exclude each other"},
 		{[]string{"--spec", "x.yaml", "--kafka-brokers", "nohost"}, "--kafka-brokers \"nohost\""},
+		{[]string{"--spec", "x.yaml", "--kafka-brokers", " , "}, "names no broker"},
 		{[]string{"--spec", "x.yaml", "--journal-embedded", "--flags-provider", "etcd"}, "--flags-provider \"etcd\""},
 		{[]string{"--spec", "x.yaml", "--journal-embedded", "--flags-provider", "flagd"}, "needs --flagd-file"},
 		{[]string{"--spec", "x.yaml", "--journal-embedded", "--flags-poll", "1ms"}, "--flags-poll 1ms"},

@@ -134,14 +134,26 @@ func (o *migrationOptions) validate() error {
 	case o.watchdog.MinSamples < 1:
 		return usagef("--auto-rollback-min-samples %d: must be 1 or more", o.watchdog.MinSamples)
 	}
-	for _, b := range strings.Split(o.kafkaBrokers, ",") {
-		if o.kafkaBrokers != "" {
-			if err := checkHostPort("--kafka-brokers", strings.TrimSpace(b)); err != nil {
-				return err
-			}
+	if o.kafkaBrokers != "" && len(o.brokers()) == 0 {
+		return usagef("--kafka-brokers %q names no broker", o.kafkaBrokers)
+	}
+	for _, b := range o.brokers() {
+		if err := checkHostPort("--kafka-brokers", b); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// brokers is the --kafka-brokers list, trimmed; none when it is empty.
+func (o *migrationOptions) brokers() []string {
+	var out []string
+	for _, b := range strings.Split(o.kafkaBrokers, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
 }
 
 // adminToken returns the admin API token: the file's content, trimmed, or $TANDEM_ADMIN_TOKEN.
@@ -220,7 +232,7 @@ func startMigrations(ctx context.Context, o *migrationOptions, upstreamURI strin
 	}
 
 	// The journal.
-	brokers := strings.Split(o.kafkaBrokers, ",")
+	brokers := o.brokers()
 	if o.journalEmbedded {
 		if ms.cluster, err = kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(o.partitions), o.journalTopic)); err != nil {
 			return nil, fmt.Errorf("starting the embedded journal: %w", err)
