@@ -25,10 +25,11 @@ import (
 
 func newDemoCmd(g *globalOptions) *cobra.Command {
 	var (
-		o    proxyOptions
-		mo   migrationOptions
-		dir  string
-		seed int
+		o           proxyOptions
+		mo          migrationOptions
+		dir         string
+		seed        int
+		storeListen string
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -53,6 +54,12 @@ the admin URL, and stops cleanly on Ctrl-C.`,
 			if dir == "" {
 				return usagef("--data must name a folder")
 			}
+			if err := checkHostPort("--store-listen", storeListen); err != nil {
+				return err
+			}
+			if st, err := os.Stat(dir); err == nil && !st.IsDir() {
+				return usagef("--data %s is a file: it must name a folder", dir)
+			}
 			if mo.tokenFile == "" && os.Getenv("TANDEM_ADMIN_TOKEN") == "" {
 				if mo.tokenFile, err = demoToken(dir); err != nil {
 					return err
@@ -62,13 +69,20 @@ the admin URL, and stops cleanly on Ctrl-C.`,
 				return err
 			}
 			ctx := cmd.Context()
-			store, err := embedmongo.Start(ctx, embedmongo.Options{Dir: dir})
+			// FerretDB's own bind error is a stack of its internals: say it in one line first.
+			ln, err := listen("--store-listen", storeListen)
 			if err != nil {
 				return err
 			}
+			_ = ln.Close()
+			store, err := embedmongo.Start(ctx, embedmongo.Options{Dir: dir, Addr: storeListen})
+			if err != nil {
+				return fmt.Errorf("the demo's store (--store-listen %s, --data %s): %w", storeListen, dir, err)
+			}
 			defer store.Stop()
 			mo.rewrite = func(spec *transform.Spec) {
-				// The example names a MongoDB on 27017; the demo's is the embedded one.
+				// The example names a MongoDB on 27017; the demo's is the embedded one
+				// (--target-uri, applied after this, may point the target elsewhere).
 				spec.Source.URI, spec.Target.URI = store.URI(), store.URI()
 			}
 			s, err := startStack(ctx, o, &mo, store.URI(), log)
@@ -86,7 +100,11 @@ the admin URL, and stops cleanly on Ctrl-C.`,
 				}
 				log.Info("seeded demo.users through the proxy", "inserted", n, "requested", seed)
 			}
-			printDemoBanner(cmd.OutOrStdout(), s, store, mo.tokenFile)
+			v, err := s.mig.manager.Get(ctx, demoMigration)
+			if err != nil {
+				return errors.Join(fmt.Errorf("reading the phase of %s: %w", demoMigration, err), s.shutdown())
+			}
+			printDemoBanner(cmd.OutOrStdout(), s, store, mo.tokenFile, v.Phase)
 			return s.wait(ctx)
 		},
 	}
@@ -96,16 +114,20 @@ the admin URL, and stops cleanly on Ctrl-C.`,
 	mo.specData = map[string][]byte{"examples/users-v2.yaml": examples.UsersV2}
 	cmd.Flags().StringVar(&dir, "data", "tandem-demo-data", "folder for the embedded store's files (kept between runs)")
 	cmd.Flags().IntVar(&seed, "seed", 0, "insert this many sample documents into demo.users (existing ones are kept)")
+	cmd.Flags().StringVar(&storeListen, "store-listen", "127.0.0.1:27019", "address of the embedded store (host:port; port 0: any free port)")
 	return cmd
 }
 
-func printDemoBanner(w io.Writer, s *stack, store *embedmongo.Server, tokenFile string) {
+// demoMigration is the name of the demo's migration (examples/users-v2.yaml).
+const demoMigration = "users-v2"
+
+func printDemoBanner(w io.Writer, s *stack, store *embedmongo.Server, tokenFile string, phase string) {
 	fmt.Fprintf(w, `
-tandem demo is running: migration users-v2 (demo.users → demo.users_v2) in phase shadow.
+tandem demo is running: migration users-v2 (demo.users → demo.users_v2) in phase %s.
 
   applications connect to   %s
   embedded store (direct)   %s   (data in %s)
-`, s.proxyURI(), store.URI(), store.Dir())
+`, phase, s.proxyURI(), store.URI(), store.Dir())
 	if u := s.adminURL(); u != "" {
 		fmt.Fprintf(w, "  admin                     %s   (/metrics, /healthz, /v1/migrations/users-v2/flags)\n", u)
 		if tokenFile != "" {
@@ -120,18 +142,18 @@ tandem demo is running: migration users-v2 (demo.users → demo.users_v2) in pha
 // startShadowPhase moves the demo migration from off to shadow (a restarted demo keeps the
 // phase it had).
 func startShadowPhase(ctx context.Context, mig *migrationStack) error {
-	v, err := mig.manager.Get(ctx, "users-v2")
+	v, err := mig.manager.Get(ctx, demoMigration)
 	if err != nil {
 		return err
 	}
 	if v.Phase == flags.PhaseOff {
-		if _, err = mig.manager.Advance(ctx, "users-v2", flags.PhaseShadow, "tandem demo", "the demo starts in phase shadow"); err != nil {
+		if _, err = mig.manager.Advance(ctx, demoMigration, flags.PhaseShadow, "tandem demo", "the demo starts in phase shadow"); err != nil {
 			return err
 		}
 	}
 	// Let the proxy's flag provider see the phase before the seed writes go through it.
 	deadline := time.Now().Add(10 * time.Second)
-	for mig.evaluator.Evaluate(ctx, flags.Context{Migration: "users-v2", Database: "demo", Collection: "users"}).Phase == flags.PhaseOff {
+	for mig.evaluator.Evaluate(ctx, flags.Context{Migration: demoMigration, Database: "demo", Collection: "users"}).Phase == flags.PhaseOff {
 		if time.Now().After(deadline) {
 			return errors.New("the proxy did not see phase shadow within 10s")
 		}

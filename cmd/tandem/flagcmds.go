@@ -423,7 +423,7 @@ func printValues(w io.Writer, v flags.Values) {
 	_ = tw.Flush()
 }
 
-// oneLine keeps a multi-line reason on one table row.
+// oneLine folds a multi-line message (a reason, a driver's error) into one line.
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }

@@ -166,7 +166,7 @@ func TestHealthzReportsAnUnreachableUpstream(t *testing.T) {
 func TestDemoSeedsAndStopsCleanly(t *testing.T) {
 	dir := t.TempDir()
 	for run := 1; run <= 2; run++ {
-		uri, admin, out, stop := runCommand(t, "demo", "--seed", "25", "--data", dir, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0")
+		uri, admin, out, stop := runCommand(t, "demo", "--seed", "25", "--data", dir, "--listen", "127.0.0.1:0", "--store-listen", "127.0.0.1:0", "--admin", "127.0.0.1:0")
 		assert.Contains(t, out.String(), "applications connect to")
 		assert.Contains(t, out.String(), "embedded store (direct)")
 		assert.NotEmpty(t, admin)

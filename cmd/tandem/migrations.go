@@ -44,6 +44,8 @@ type migrationOptions struct {
 	flagdFile       string        // flagd flags file, with --flags-provider flagd
 	tenant          string        // the evaluation context's tenant
 	tokenFile       string        // admin token file; default $TANDEM_ADMIN_TOKEN
+	overrides       storeOverrides // optional --target-uri: every spec's new store (the proxy reads old through --upstream)
+	connectTimeout  time.Duration // default 5s: reaching the catalog, a target store or the brokers at start-up
 	shadowWorkers   int
 	shadowQueue     int
 	convergeTimeout time.Duration
@@ -66,6 +68,8 @@ func (o *migrationOptions) addFlags(cmd *cobra.Command, demo bool) {
 		f.StringVar(&o.kafkaBrokers, "kafka-brokers", "", "Kafka seed brokers for the journal, host:port,... (required with --spec unless --journal-embedded)")
 		f.BoolVar(&o.journalEmbedded, "journal-embedded", false, "run an in-process Kafka for the journal (not durable: demos and tests only)")
 	}
+	f.StringVar(&o.overrides.targetURI, "target-uri", "", "connection string of the new store, instead of the one each spec names (a DynamoDB target: its endpoint URL)")
+	f.DurationVar(&o.connectTimeout, "connect-timeout", defaultConnectTimeout, "how long reaching the catalog, each target store and the Kafka brokers may take at start-up")
 	f.StringVar(&o.catalogDB, "catalog-db", catalog.DefaultDatabase, "database of the catalog")
 	f.StringVar(&o.journalTopic, "journal-topic", adapters.DefaultJournalTopic, "Kafka topic of the journal of changed keys")
 	f.IntVar(&o.partitions, "journal-partitions", 12, "partitions of the journal topic, when tandem creates it")
@@ -101,6 +105,8 @@ func (o *migrationOptions) validate() error {
 		return usagef("--spec needs a journal: --kafka-brokers HOST:PORT,... (or --journal-embedded for a demo)")
 	case o.kafkaBrokers != "" && o.journalEmbedded:
 		return usagef("--kafka-brokers and --journal-embedded exclude each other")
+	case o.connectTimeout <= 0:
+		return usagef("--connect-timeout %s: must be more than 0", o.connectTimeout)
 	case o.catalogDB == "":
 		return usagef("--catalog-db must name a database")
 	case o.journalTopic == "":
@@ -194,7 +200,7 @@ type migrationStack struct {
 
 // startMigrations builds and starts everything the proxy needs for the migrations in o. The old
 // store of every migration is read through upstreamURI, the deployment the proxy forwards to.
-func startMigrations(ctx context.Context, o *migrationOptions, upstreamURI string, reg prometheus.Registerer, log *slog.Logger) (ms *migrationStack, err error) {
+func startMigrations(ctx context.Context, o *migrationOptions, upstreamURI string, reg prometheus.Registerer, log *slog.Logger) (_ *migrationStack, err error) {
 	token, err := o.adminToken()
 	if err != nil {
 		return nil, err
@@ -204,7 +210,7 @@ func startMigrations(ctx context.Context, o *migrationOptions, upstreamURI strin
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	ms = &migrationStack{log: log, engines: map[string]*shadow.Engine{}, specs: map[string]*transform.Spec{}, stores: map[string][2]adapters.Store{}, cancel: cancel}
+	ms := &migrationStack{log: log, engines: map[string]*shadow.Engine{}, specs: map[string]*transform.Spec{}, stores: map[string][2]adapters.Store{}, cancel: cancel}
 	defer func() {
 		if err != nil {
 			_ = ms.close(context.Background())
@@ -212,23 +218,26 @@ func startMigrations(ctx context.Context, o *migrationOptions, upstreamURI strin
 	}()
 	who := fmt.Sprintf("tandem proxy %s", processName())
 
-	// The old store, through the upstream; the catalog, on --catalog or the upstream.
+	// The old store, through the upstream (connected lazily: the proxy starts while the
+	// upstream is down); the catalog, on --catalog or the upstream, must answer now.
 	oldClient, err := mongo.Connect(options.Client().ApplyURI(upstreamURI))
 	if err != nil {
-		return nil, usagef("--upstream: %v", err)
+		return nil, usagef("--upstream %s: %s", redactURI(upstreamURI), scrub(err.Error(), upstreamURI))
 	}
 	ms.onClose(func(ctx context.Context) error { return oldClient.Disconnect(ctx) })
-	catClient := oldClient
+	catalogURI, catalogWhat := upstreamURI, "the catalog (--catalog, default --upstream)"
 	if o.catalogURI != "" {
-		if catClient, err = mongo.Connect(options.Client().ApplyURI(o.catalogURI)); err != nil {
-			return nil, usagef("--catalog: %v", err)
-		}
-		ms.onClose(func(ctx context.Context) error { return catClient.Disconnect(ctx) })
+		catalogURI, catalogWhat = o.catalogURI, "the catalog (--catalog)"
 	}
+	catClient, err := connectMongo(ctx, catalogWhat, catalogURI, o.connectTimeout)
+	if err != nil {
+		return nil, err
+	}
+	ms.onClose(func(ctx context.Context) error { return catClient.Disconnect(ctx) })
 	openCtx, openCancel := context.WithTimeout(ctx, 30*time.Second)
 	defer openCancel()
 	if ms.catalog, err = catalog.Open(openCtx, catClient, catalog.WithDatabase(o.catalogDB)); err != nil {
-		return nil, fmt.Errorf("opening the catalog: %w", err)
+		return nil, fmt.Errorf("opening the catalog (database %s on %s): %w", o.catalogDB, redactURI(catalogURI), err)
 	}
 
 	// The journal.
@@ -245,11 +254,17 @@ func startMigrations(ctx context.Context, o *migrationOptions, upstreamURI strin
 		Brokers: brokers, Topic: o.journalTopic, Logger: log, Metrics: adapters.NewJournalMetrics(reg),
 	})
 	if err != nil {
-		return nil, usageError{err}
+		return nil, usagef("--kafka-brokers %s: %v", strings.Join(brokers, ","), err)
 	}
 	ms.onClose(func(context.Context) error { journal.Close(); return nil })
-	if err := journal.EnsureTopic(openCtx, int32(o.partitions), -1); err != nil {
-		return nil, fmt.Errorf("journal topic %s: %w", o.journalTopic, err)
+	topicCtx, topicCancel := context.WithTimeout(ctx, o.connectTimeout)
+	err = journal.EnsureTopic(topicCtx, int32(o.partitions), -1)
+	topicCancel()
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return nil, fmt.Errorf("the journal (--kafka-brokers %s): no broker answered within %s", strings.Join(brokers, ","), o.connectTimeout)
+		}
+		return nil, fmt.Errorf("the journal (--kafka-brokers %s): %s", strings.Join(brokers, ","), oneLine(err.Error()))
 	}
 
 	// Flags: the manager (changes, gates) and the provider every request is steered by.
@@ -299,9 +314,9 @@ func startMigrations(ctx context.Context, o *migrationOptions, upstreamURI strin
 		}
 		oldColl := oldClient.Database(spec.Source.Database).Collection(spec.Source.Collection)
 		olds[spec.Name] = oldColl
-		newStore, err := openTarget(openCtx, spec)
+		newStore, err := openTarget(ctx, spec, o.connectTimeout)
 		if err != nil {
-			return nil, fmt.Errorf("spec %s: %w", spec.File, err)
+			return nil, err
 		}
 		ms.onClose(func(ctx context.Context) error { return newStore.Close(ctx) })
 		oldStore := adapters.NewMongoStore(oldColl)
@@ -379,7 +394,8 @@ func startMigrations(ctx context.Context, o *migrationOptions, upstreamURI strin
 	return ms, nil
 }
 
-// loadSpecs reads and parses the spec files (or the demo's embedded specs).
+// loadSpecs reads and parses the spec files (or the demo's embedded specs) and applies the
+// demo's rewrite and the --target-uri override.
 func (o *migrationOptions) loadSpecs() ([]*transform.Spec, [][]byte, error) {
 	var specs []*transform.Spec
 	var contents [][]byte
@@ -391,6 +407,9 @@ func (o *migrationOptions) loadSpecs() ([]*transform.Spec, [][]byte, error) {
 		if o.rewrite != nil {
 			o.rewrite(spec)
 		}
+		if err := o.overrides.apply(spec); err != nil {
+			return err
+		}
 		specs = append(specs, spec)
 		contents = append(contents, data)
 		return nil
@@ -398,7 +417,7 @@ func (o *migrationOptions) loadSpecs() ([]*transform.Spec, [][]byte, error) {
 	for _, path := range o.specs {
 		data, err := os.ReadFile(path)
 		if err != nil {
-			return nil, nil, usagef("--spec: %v", err)
+			return nil, nil, usagef("--spec %s: %v", path, errors.Unwrap(err))
 		}
 		if err := add(path, data); err != nil {
 			return nil, nil, err

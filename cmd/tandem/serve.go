@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -90,58 +91,54 @@ type stack struct {
 
 // startStack starts the proxy described by opts in front of upstreamURI, taking part in the
 // migrations of mo (nil or empty: a pass-through proxy).
-func startStack(ctx context.Context, opts proxyOptions, mo *migrationOptions, upstreamURI string, log *slog.Logger) (*stack, error) {
+func startStack(ctx context.Context, opts proxyOptions, mo *migrationOptions, upstreamURI string, log *slog.Logger) (_ *stack, err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := proxy.NewMetrics(reg)
+	s := &stack{log: log, serveErr: make(chan error, 2), opts: opts}
+	defer func() {
+		if err != nil {
+			s.abort()
+		}
+	}()
 
-	up, err := proxy.NewUpstream(upstreamURI, proxy.WithDialTimeout(opts.dialTimeout), proxy.WithUpstreamLogger(log))
-	if err != nil {
+	// The listeners first: a port in use fails at once, before anything connects anywhere.
+	if s.proxyLn, err = listen("--listen", opts.listen); err != nil {
+		return nil, err
+	}
+	if opts.admin != "" {
+		if s.adminLn, err = listen("--admin", opts.admin); err != nil {
+			return nil, err
+		}
+	}
+	if s.upstream, err = proxy.NewUpstream(upstreamURI, proxy.WithDialTimeout(opts.dialTimeout), proxy.WithUpstreamLogger(log)); err != nil {
 		return nil, usageError{err}
 	}
 	serverOpts := []proxy.Option{
 		proxy.WithLogger(log), proxy.WithMetrics(metrics),
 		proxy.WithMaxConns(opts.maxConns), proxy.WithIdleTimeout(opts.idleTimeout),
 	}
-	var mig *migrationStack
-	if mo != nil && mo.enabled() {
-		if mig, err = startMigrations(ctx, mo, upstreamURI, reg, log); err != nil {
-			up.Close(context.Background())
-			return nil, err
-		}
-		serverOpts = append(serverOpts, proxy.WithRoutes(mig.routes))
-	}
-	fail := func(err error) (*stack, error) {
-		if mig != nil {
-			_ = mig.close(context.Background())
-		}
-		up.Close(context.Background())
-		return nil, err
-	}
 	if opts.tlsCert != "" {
 		cert, err := tls.LoadX509KeyPair(opts.tlsCert, opts.tlsKey)
 		if err != nil {
-			return fail(usagef("--tls-cert %s / --tls-key %s: %v", opts.tlsCert, opts.tlsKey, err))
+			return nil, usagef("--tls-cert %s / --tls-key %s: %v", opts.tlsCert, opts.tlsKey, err)
 		}
 		serverOpts = append(serverOpts, proxy.WithTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
 	}
-	s := &stack{log: log, upstream: up, server: proxy.NewServer(up, serverOpts...), serveErr: make(chan error, 2), opts: opts, mig: mig}
-
-	s.proxyLn, err = net.Listen("tcp", opts.listen)
-	if err != nil {
-		return fail(fmt.Errorf("listening on --listen %s: %w", opts.listen, err))
-	}
-	if opts.admin != "" {
-		s.adminLn, err = net.Listen("tcp", opts.admin)
-		if err != nil {
-			s.proxyLn.Close()
-			return fail(fmt.Errorf("listening on --admin %s: %w", opts.admin, err))
+	if mo != nil && mo.enabled() {
+		if s.mig, err = startMigrations(ctx, mo, upstreamURI, reg, log); err != nil {
+			return nil, err
 		}
+		serverOpts = append(serverOpts, proxy.WithRoutes(s.mig.routes))
+	}
+	s.server = proxy.NewServer(s.upstream, serverOpts...)
+
+	if s.adminLn != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 		mux.HandleFunc("GET /healthz", s.healthz)
-		if mig != nil {
-			mux.Handle("/v1/", mig.api)
+		if s.mig != nil {
+			mux.Handle("/v1/", s.mig.api)
 		}
 		s.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
@@ -157,6 +154,34 @@ func startStack(ctx context.Context, opts proxyOptions, mo *migrationOptions, up
 		}
 	}()
 	return s, nil
+}
+
+// abort undoes a start that failed half-way: whatever was opened is closed.
+func (s *stack) abort() {
+	if s.mig != nil {
+		_ = s.mig.close(context.Background())
+	}
+	if s.upstream != nil {
+		_ = s.upstream.Close(context.Background())
+	}
+	for _, ln := range []net.Listener{s.proxyLn, s.adminLn} {
+		if ln != nil {
+			_ = ln.Close()
+		}
+	}
+}
+
+// listen opens the listener of flag, or says in one line why it cannot.
+func listen(flag, addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		var se *os.SyscallError
+		if errors.As(err, &se) {
+			return nil, fmt.Errorf("%s %s: %v", flag, addr, se.Err)
+		}
+		return nil, fmt.Errorf("%s %s: %v", flag, addr, err)
+	}
+	return ln, nil
 }
 
 // healthz answers 200 when the proxy accepts connections and knows an upstream server to pin

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"strings"
@@ -21,7 +22,13 @@ import (
 // signal handling of main itself can be tested in a child process.
 func TestMain(m *testing.M) {
 	if os.Getenv("TANDEM_RUN_MAIN") == "1" {
-		os.Args = append([]string{"tandem"}, strings.Fields(os.Getenv("TANDEM_ARGS"))...)
+		args := strings.Fields(os.Getenv("TANDEM_ARGS"))
+		if j := os.Getenv("TANDEM_ARGS_JSON"); j != "" {
+			if err := json.Unmarshal([]byte(j), &args); err != nil {
+				panic(err)
+			}
+		}
+		os.Args = append([]string{"tandem"}, args...)
 		main()
 		os.Exit(0)
 	}
@@ -33,7 +40,7 @@ func TestMain(m *testing.M) {
 func TestDemoStopsCleanlyOnSIGINT(t *testing.T) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "TANDEM_RUN_MAIN=1",
-		"TANDEM_ARGS=demo --seed 3 --data "+t.TempDir()+" --listen 127.0.0.1:0 --admin 127.0.0.1:0")
+		"TANDEM_ARGS=demo --seed 3 --data "+t.TempDir()+" --listen 127.0.0.1:0 --store-listen 127.0.0.1:0 --admin 127.0.0.1:0")
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	var stderr strings.Builder

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -19,8 +20,12 @@ import (
 var errProblems = errors.New("validation found problems")
 
 func newValidateCmd(g *globalOptions) *cobra.Command {
-	var sample int
-	var timeout time.Duration
+	var (
+		sample         int
+		timeout        time.Duration
+		connectTimeout time.Duration
+		overrides      storeOverrides
+	)
 	cmd := &cobra.Command{
 		Use:   "validate SPEC",
 		Short: "Check a migration spec, and optionally its round trip on sample documents",
@@ -29,13 +34,22 @@ With --sample N, read N documents from the source, run the forward then the reve
 (through the target store's value mapping), and report each document that does not come back
 identical (with the paths that differ) and each one that fails to transform. The exit status is
 non-zero when anything is wrong.`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1, "SPEC"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if sample < 0 {
+			switch {
+			case sample < 0:
 				return usagef("--sample %d: must be 0 or more", sample)
+			case timeout <= 0:
+				return usagef("--timeout %s: must be more than 0", timeout)
+			case connectTimeout <= 0:
+				return usagef("--connect-timeout %s: must be more than 0", connectTimeout)
 			}
 			out := cmd.OutOrStdout()
-			spec, err := transform.Load(args[0])
+			data, err := os.ReadFile(args[0])
+			if err != nil {
+				return usagef("spec %s: %v", args[0], errors.Unwrap(err))
+			}
+			spec, err := transform.Parse(args[0], data)
 			if err != nil {
 				var errs transform.SpecErrors
 				if errors.As(err, &errs) {
@@ -47,17 +61,23 @@ non-zero when anything is wrong.`,
 				}
 				return err
 			}
+			if err := overrides.apply(spec); err != nil {
+				return err
+			}
 			describeSpec(out, spec)
 			if sample == 0 {
 				return nil
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			return sampleRoundTrip(ctx, out, spec, sample)
+			return sampleRoundTrip(ctx, out, spec, sample, connectTimeout)
 		},
 	}
 	cmd.Flags().IntVar(&sample, "sample", 0, "read this many source documents and check reverse(forward(d)) == d")
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "give up sampling after this long")
+	cmd.Flags().DurationVar(&connectTimeout, "connect-timeout", defaultConnectTimeout, "how long reaching each store may take")
+	cmd.Flags().StringVar(&overrides.sourceURI, "source-uri", "", "connection string of the source store, instead of the spec's (a DynamoDB source: its endpoint URL)")
+	cmd.Flags().StringVar(&overrides.targetURI, "target-uri", "", "connection string of the target store, instead of the spec's (a DynamoDB target: its endpoint URL)")
 	return cmd
 }
 
@@ -86,13 +106,13 @@ func describeSpec(w io.Writer, s *transform.Spec) {
 }
 
 // sampleRoundTrip reads n source documents and checks each one's round trip.
-func sampleRoundTrip(ctx context.Context, w io.Writer, s *transform.Spec, n int) error {
-	src, err := openSource(ctx, s)
+func sampleRoundTrip(ctx context.Context, w io.Writer, s *transform.Spec, n int, connectTimeout time.Duration) error {
+	src, err := openSource(ctx, s, connectTimeout)
 	if err != nil {
 		return err
 	}
 	defer src.Close(context.Background())
-	dst, err := openTarget(ctx, s)
+	dst, err := openTarget(ctx, s, connectTimeout)
 	if err != nil {
 		return err
 	}
