@@ -31,21 +31,21 @@ import (
 
 // migrationOptions are the flags of `tandem proxy` that make it take part in migrations.
 type migrationOptions struct {
-	specs           []string      // spec files; none: a plain pass-through proxy
-	catalogURI      string        // default: the upstream
-	catalogDB       string        // default tandem_meta
-	kafkaBrokers    string        // comma-separated host:port list
-	journalTopic    string        // default tandem.journal
-	journalEmbedded bool          // an in-process Kafka (kfake): demos and tests only
-	partitions      int           // partitions of the journal topic when tandem creates it
-	journalWorker   bool          // converge journal entries in this process
-	flagsPoll       time.Duration // catalog poll interval of the flag provider
-	flagsProvider   string        // catalog (default) or flagd
-	flagdFile       string        // flagd flags file, with --flags-provider flagd
-	tenant          string        // the evaluation context's tenant
-	tokenFile       string        // admin token file; default $TANDEM_ADMIN_TOKEN
+	specs           []string       // spec files; none: a plain pass-through proxy
+	catalogURI      string         // default: the upstream
+	catalogDB       string         // default tandem_meta
+	kafkaBrokers    string         // comma-separated host:port list
+	journalTopic    string         // default tandem.journal
+	journalEmbedded bool           // an in-process Kafka (kfake): demos and tests only
+	partitions      int            // partitions of the journal topic when tandem creates it
+	journalWorker   bool           // converge journal entries in this process
+	flagsPoll       time.Duration  // catalog poll interval of the flag provider
+	flagsProvider   string         // catalog (default) or flagd
+	flagdFile       string         // flagd flags file, with --flags-provider flagd
+	tenant          string         // the evaluation context's tenant
+	tokenFile       string         // admin token file; default $TANDEM_ADMIN_TOKEN
 	overrides       storeOverrides // optional --target-uri: every spec's new store (the proxy reads old through --upstream)
-	connectTimeout  time.Duration // default 5s: reaching the catalog, a target store or the brokers at start-up
+	connectTimeout  time.Duration  // default 5s: reaching the catalog, a target store or the brokers at start-up
 	shadowWorkers   int
 	shadowQueue     int
 	convergeTimeout time.Duration
