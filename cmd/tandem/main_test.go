@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -18,6 +20,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/tandemdb/tandem/admin"
 	"github.com/tandemdb/tandem/embedmongo"
 )
 
@@ -163,13 +166,17 @@ func TestHealthzReportsAnUnreachableUpstream(t *testing.T) {
 	require.NoError(t, stop())
 }
 
+// TestDemoSeedsAndStopsCleanly runs the demo twice on one data folder: the second run keeps
+// the users and the phase of the first, and its banner says the phase it is really in; the
+// README's validate --sample runs against the demo's store.
 func TestDemoSeedsAndStopsCleanly(t *testing.T) {
 	dir := t.TempDir()
-	for run := 1; run <= 2; run++ {
-		uri, admin, out, stop := runCommand(t, "demo", "--seed", "25", "--data", dir, "--listen", "127.0.0.1:0", "--store-listen", "127.0.0.1:0", "--admin", "127.0.0.1:0")
+	for run, phase := range []string{"shadow", "dual"} {
+		uri, adminURL, out, stop := runCommand(t, "demo", "--seed", "25", "--data", dir, "--listen", "127.0.0.1:0", "--store-listen", "127.0.0.1:0", "--admin", "127.0.0.1:0")
 		assert.Contains(t, out.String(), "applications connect to")
 		assert.Contains(t, out.String(), "embedded store (direct)")
-		assert.NotEmpty(t, admin)
+		assert.Contains(t, out.String(), "users-v2 (demo.users → demo.users_v2) in phase "+phase+".", "run %d", run)
+		assert.NotEmpty(t, adminURL)
 
 		client, err := mongo.Connect(options.Client().ApplyURI(uri))
 		require.NoError(t, err)
@@ -185,10 +192,28 @@ func TestDemoSeedsAndStopsCleanly(t *testing.T) {
 			n, err := client.Database("demo").Collection("users_v2").CountDocuments(ctx, bson.D{{Key: "schema_version", Value: 2}})
 			return err == nil && n == 25
 		}, 30*time.Second, 100*time.Millisecond, "run %d: demo.users_v2 holds the 25 transformed users", run)
-		code, body := httpGet(t, admin+"/v1/migrations/users-v2/flags")
+		code, body := httpGet(t, adminURL+"/v1/migrations/users-v2/flags")
 		assert.Equal(t, http.StatusOK, code)
-		assert.Contains(t, body, `"phase": "shadow"`)
+		assert.Contains(t, body, `"phase": "`+phase+`"`)
+
+		// The README's round-trip check, against the demo's store.
+		direct := directRE.FindStringSubmatch(out.String())
+		require.Len(t, direct, 2, "the banner names the direct store:\n%s", out.String())
+		vout, err := runTandem(t, "validate", "../../examples/users-v2.yaml", "--sample", "20", "--source-uri", direct[1], "--target-uri", direct[1])
+		require.NoError(t, err, vout)
+		assert.Contains(t, vout, "sampled 20 document(s) from mongodb demo.users: 20 round-trip exactly")
+
+		if run == 0 {
+			tok, err := os.ReadFile(filepath.Join(dir, "admin-token"))
+			require.NoError(t, err)
+			api, err := admin.NewClient(adminURL, strings.TrimSpace(string(tok)), nil)
+			require.NoError(t, err)
+			_, err = api.Advance(context.Background(), "users-v2", "dual", "the next run must say dual")
+			require.NoError(t, err)
+		}
 		require.NoError(t, client.Disconnect(context.Background()))
 		require.NoError(t, stop())
 	}
 }
+
+var directRE = regexp.MustCompile(`embedded store \(direct\)\s+(mongodb://[0-9.:]+/)`)
