@@ -1,5 +1,5 @@
 // Package shadow moves data between the old and the new store. Its core is converge(K), the
-// one primitive of shared/DESIGN.md: read the source document by key (its latest state); if it
+// one primitive of docs/architecture.md: read the source document by key (its latest state); if it
 // exists, write its transform to the target, else delete the key from the target; write nothing
 // when the target already holds exactly that. Because converge always reads the latest state it
 // is idempotent and may run late, twice or out of order.
