@@ -46,7 +46,7 @@ type step struct {
 }
 
 func (s *step) info(i int) StepInfo {
-	return StepInfo{Index: i, Kind: s.kind, Summary: s.summary(), Line: s.line}
+	return StepInfo{Index: i, Kind: s.kind, Summary: RedactText(s.summary()), Line: s.line}
 }
 
 func (s *step) summary() string {
