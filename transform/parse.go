@@ -228,8 +228,14 @@ func (p *parser) spec(root *yaml.Node, s *Spec) {
 
 	forward, fwdOK := p.steps(m, "forward", root, true, keys)
 	s.forward = forward
+	if fwdOK {
+		p.conflicts("forward", forward)
+	}
 	if _, explicit := m["reverse"]; explicit {
-		s.reverse, _ = p.steps(m, "reverse", root, false, keys)
+		var revOK bool
+		if s.reverse, revOK = p.steps(m, "reverse", root, false, keys); revOK {
+			p.conflicts("reverse", s.reverse)
+		}
 		return
 	}
 	if !fwdOK {
@@ -537,6 +543,13 @@ func (p *parser) step(kind string, e entry, path string, keys []string) *step {
 	}
 	if len(p.errs) > before {
 		return nil
+	}
+	wkey := "path"
+	if kind == KindRename || kind == KindMove {
+		wkey = "to"
+	}
+	if n := deref(bm[wkey].val); n != nil {
+		st.wline, st.wcol = n.Line, n.Column
 	}
 	return st
 }
