@@ -29,23 +29,10 @@ func (p *parser) conflicts(list string, steps []*step) {
 	}
 }
 
-// conflict says why later, a step after earlier (named ref), conflicts with it, or "". Only a
-// step that writes conflicts: set, compute and the destination of a rename or move, which
-// replace or must not find a value, and default, which fills a value in. The earlier step
-// conflicts with it when it
-//   - removed the written path, a document holding it or a field inside it (the `from` of a
-//     rename or move, a drop): the later step would reuse the name of a field the spec moved or
-//     removed;
-//   - wrote the same path or a field inside it (set, default, compute, convert, the `to` of a
-//     rename or move), unless the later step is a default: its write would replace or collide
-//     with the earlier one's;
-//   - wrote a document holding it with a value that is never a document (a set of a constant
-//     that is not one, a convert): the write always fails.
-//
-// Drop, convert and a rename's `from` never conflict: they read or change what an earlier
-// step wrote (a temporary field a compute made and a drop removes; a chain of renames; a
-// convert of a renamed field). Nor does writing inside a document an earlier step wrote as a
-// whole (a rename of a document, then a compute of a field in it).
+// conflict says why later, a step after earlier (named ref), conflicts with it, or "": see
+// "Path conflicts" in the package doc. Only set, default, compute and the `to` of a rename or
+// move can conflict; drop, convert and a rename's `from` read or change what an earlier step
+// wrote (a temporary field, a chain of renames, a convert of a renamed field).
 func conflict(ref string, earlier, later *step) string {
 	switch later.kind {
 	case KindSet, KindDefault, KindCompute, KindRename, KindMove:

@@ -27,8 +27,8 @@ func RedactURI(s string) string { return redactURI(s, false) }
 func RedactText(s string) string { return redactText(s, false) }
 
 var (
-	// refsOnlyRE matches user information made only of ${NAME} references and colons.
-	refsOnlyRE = regexp.MustCompile(`^(?:\$\{[A-Za-z_][A-Za-z0-9_]*\}|:)*\$\{[A-Za-z_][A-Za-z0-9_]*\}(?:\$\{[A-Za-z_][A-Za-z0-9_]*\}|:)*$`)
+	// refsRE matches text made only of ${NAME} references and colons.
+	refsRE = regexp.MustCompile(`^(?:\$\{[A-Za-z_][A-Za-z0-9_]*\}|:)+$`)
 	// schemeRE matches the scheme before a "://".
 	schemeRE = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*$`)
 )
@@ -59,7 +59,7 @@ func redactURI(s string, keepRefs bool) string {
 		rest = s[i+3:]
 	}
 	if at := strings.LastIndexByte(rest, '@'); at >= 0 {
-		if ui := rest[:at]; keepRefs && refsOnlyRE.MatchString(ui) {
+		if ui := rest[:at]; keepRefs && onlyRefs(ui, true) {
 			b.WriteString(ui)
 		} else {
 			b.WriteString(redactedMark)
@@ -84,7 +84,7 @@ func redactURI(s string, keepRefs bool) string {
 		}
 		param := query[start:i]
 		if name, val, ok := strings.Cut(param, "="); ok && secretParam(name) && val != "" &&
-			!(keepRefs && refsOnlyRE.MatchString(val) && !strings.Contains(val, ":")) {
+			!(keepRefs && onlyRefs(val, false)) {
 			param = name + "=" + redactedMark
 		}
 		b.WriteString(param)
@@ -95,6 +95,11 @@ func redactURI(s string, keepRefs bool) string {
 	}
 	b.WriteString(frag)
 	return b.String()
+}
+
+// onlyRefs reports whether s is made only of ${NAME} references, and colons if colons is set.
+func onlyRefs(s string, colons bool) bool {
+	return strings.Contains(s, "${") && refsRE.MatchString(s) && (colons || !strings.Contains(s, ":"))
 }
 
 // uriEnd reports whether c ends a URI inside text.

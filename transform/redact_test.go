@@ -174,3 +174,22 @@ func TestPasswordNeverPrinted(t *testing.T) {
 	}
 	assert.Contains(t, spec.Source.URI, pw, "the spec itself holds the password, to connect with")
 }
+
+// In a spec's stored text, credentials written only as references stay; anything literal goes.
+func TestRedactKeepsOnlyReferences(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"mongodb://${U}:${P}@h/", "mongodb://${U}:${P}@h/"},
+		{"mongodb://${U}@h/", "mongodb://${U}@h/"},
+		{"mongodb://${U}${V}:${P}@h/", "mongodb://${U}${V}:${P}@h/"},
+		{"mongodb://admin:${P}@h/", "mongodb://REDACTED@h/"},
+		{"mongodb://$${U}:${P}@h/", "mongodb://REDACTED@h/"},
+		{"mongodb://:@h/", "mongodb://REDACTED@h/"},
+		{"mongodb://h/?password=${P}&a=b", "mongodb://h/?password=${P}&a=b"},
+		{"mongodb://h/?password=x${P}", "mongodb://h/?password=REDACTED"},
+		{"mongodb://h/?authMechanismProperties=AWS_SESSION_TOKEN:${T}", "mongodb://h/?authMechanismProperties=REDACTED"},
+	}
+	for _, tc := range cases {
+		assert.Equal(t, tc.want, redactValue(tc.in, true), tc.in)
+		assert.NotContains(t, RedactURI(tc.in), "${P}", "RedactURI keeps no references")
+	}
+}
