@@ -148,20 +148,17 @@ func redactValue(s string, keepRefs bool) string {
 
 // redactSpecText returns the text of a spec file as the catalog may store it: every URI's user
 // information and secret parameters replaced by REDACTED, except those written as ${NAME}
-// references. It edits the file's text, so the layout and comments are kept; when that leaves
-// a credential behind (one spelled with YAML escapes or folded over lines), it re-encodes the
-// YAML tree with every string and comment redacted instead, losing the layout but not the
-// content. ok is false if even that fails, which would be a bug.
+// references. It edits the file's text, so the layout and comments are kept, and checks that
+// the result reads as the file's YAML tree with every string and comment redacted. When it
+// does not (a credential spelled with YAML escapes or folded over lines, or an edit that
+// changed the structure), it encodes that redacted tree instead, losing the layout but not
+// the content. ok is false if even that fails, which would be a bug.
 func redactSpecText(data []byte) (text string, ok bool) {
-	text = redactText(string(data), true)
-	if clean(text) {
-		return text, true
-	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	var want yaml.Node
+	if err := yaml.Unmarshal(data, &want); err != nil {
 		return "", false
 	}
-	walkNodes(&doc, func(n *yaml.Node) {
+	walkNodes(&want, func(n *yaml.Node) {
 		if n.Kind == yaml.ScalarNode {
 			n.Value = redactValue(n.Value, true)
 		}
@@ -169,24 +166,25 @@ func redactSpecText(data []byte) (text string, ok bool) {
 		n.LineComment = redactText(n.LineComment, true)
 		n.FootComment = redactText(n.FootComment, true)
 	})
-	out, err := yaml.Marshal(&doc)
-	if err != nil || !clean(string(out)) {
+	if text = redactText(string(data), true); reads(text, &want) {
+		return text, true
+	}
+	out, err := yaml.Marshal(&want)
+	if err != nil || !reads(string(out), &want) {
 		return "", false
 	}
 	return string(out), true
 }
 
-// clean reports whether text is YAML in which no string or comment holds a credential.
-func clean(text string) bool {
-	var doc yaml.Node
-	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
+// reads reports whether text decodes to the tree want (comments, styles and positions aside)
+// and holds no credential in a comment.
+func reads(text string, want *yaml.Node) bool {
+	var got yaml.Node
+	if err := yaml.Unmarshal([]byte(text), &got); err != nil || !sameTree(&got, want) {
 		return false
 	}
 	ok := true
-	walkNodes(&doc, func(n *yaml.Node) {
-		if n.Kind == yaml.ScalarNode && redactValue(n.Value, true) != n.Value {
-			ok = false
-		}
+	walkNodes(&got, func(n *yaml.Node) {
 		for _, c := range []string{n.HeadComment, n.LineComment, n.FootComment} {
 			if redactText(c, true) != c {
 				ok = false
@@ -194,6 +192,19 @@ func clean(text string) bool {
 		}
 	})
 	return ok
+}
+
+// sameTree compares two YAML trees by kind, tag, value and children.
+func sameTree(a, b *yaml.Node) bool {
+	if a.Kind != b.Kind || a.ShortTag() != b.ShortTag() || a.Value != b.Value || len(a.Content) != len(b.Content) {
+		return false
+	}
+	for i := range a.Content {
+		if !sameTree(a.Content[i], b.Content[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // walkNodes calls fn on n and every node under it, not following aliases.
