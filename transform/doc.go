@@ -3,13 +3,15 @@
 //
 // A spec is parsed once (Parse, Load) and is then immutable: Forward and Reverse are safe to call
 // from any number of goroutines. Parse reports every problem of a file at once, as SpecErrors
-// whose lines read "file:line:col: yaml.path: message".
+// whose lines read "file:line:col: yaml.path: message". No error, Endpoint.String or step
+// summary holds a password; print URIs only through RedactURI (and other text that may hold
+// one through RedactText).
 //
 // # Format
 //
 //	name: users-v2                # required; [a-z0-9][a-z0-9_.-]*
 //	source:                       # required; a MongoDB collection
-//	  mongodb: {uri: "mongodb://127.0.0.1:27017/", database: demo, collection: users}
+//	  mongodb: {uri: "mongodb://${DB_USER}:${DB_PASS}@127.0.0.1:27017/", database: demo, collection: users}
 //	target:                       # required; exactly one of mongodb / dynamodb
 //	  mongodb: {uri: "mongodb://127.0.0.1:27017/", database: demo, collection: users_v2}
 //	  # dynamodb: {table: users_v2, region: us-east-1, endpoint: "http://127.0.0.1:5000"}
@@ -28,6 +30,36 @@
 //	  - compute: {path: email_domain, expr: 'doc.email.split("@")[1]'}
 //	reverse:                      # optional; replaces the derived reverse entirely
 //	  - ...                       # the same step kinds; [] means "no steps"
+//
+// # Environment variables
+//
+// Any string value may take text from the environment: ${NAME} is replaced by the variable's
+// value when the spec is parsed, as the whole value (uri: ${MONGO_URI}) or inside one
+// (uri: "mongodb://${DB_USER}:${DB_PASS}@db.example.net/"). NAME is [A-Za-z_][A-Za-z0-9_]*.
+// $${ is a literal ${; any other $ is itself. A variable that is unset, or set but empty, is an
+// error naming it (at file:line:col of the value), and so is a malformed reference (${ without
+// a closing }, ${1X}, ${A:-default}); errors never quote the value, which may hold a password.
+//
+// References are expanded in the parsed values, not in the file's text, so a variable cannot
+// add YAML structure, and a value with a reference is always a string (value: ${N} with N=5
+// sets the string "5", not a number). Keys and comments are not expanded. A variable's value
+// is inserted as it is: a password holding @ : / ? # [ ] or % must be percent-encoded in the
+// variable. In flow style ({...} or [...]) quote a value that holds a reference, as YAML
+// reads { and } there. CEL expressions are code, not values: a reference in one is an error
+// (use set to write a value from the environment).
+//
+// # Credentials and versions
+//
+// Spec.Redacted is the file's text as the catalog stores it: the user information of every
+// URI in it (between :// and the last @, wherever the URI is, comments included) is replaced
+// by REDACTED, and so are the values of secret query parameters: authMechanismProperties
+// (which may hold an AWS_SESSION_TOKEN) and any parameter whose name holds, in any case,
+// password, passwd, secret, token, signature, credential, apikey, api_key, accesskey or
+// access_key. User information or a parameter value written only as ${NAME} references
+// (mongodb://${DB_USER}:${DB_PASS}@h/) is kept as written: references are not secrets, and
+// their values never appear. Spec.Version hashes that text, so a new password, inline or in
+// the environment, is not a new version; nor is any other change made only in the
+// environment.
 //
 // Every key name (key.source, key.target, partition, sort attribute) is a top-level field. Steps
 // never touch them: a step path whose first segment is a key field is rejected, because the key
@@ -49,6 +81,30 @@
 //     keep leaves the value; drop removes the field; default writes the step's `default` value.
 //   - compute {path, expr}: writes the result of a CEL expression over `doc`, the document as
 //     it is at that step (after the steps before it).
+//
+// # Path conflicts
+//
+// Within the forward list, and within an explicit reverse list, a step that writes a path
+// (set, default, compute, or the `to` of a rename or move) is rejected with ErrPathConflict,
+// naming the earlier step, when an earlier step of the same list
+//
+//   - moved away or dropped that path, a document holding it, or a field inside it (move
+//     email -> profile.email, then set email): the name of a moved or removed field is not
+//     reused;
+//   - wrote that path or a field inside it (set, default, compute, convert, or the `to` of a
+//     rename or move), unless the later step is a default, which only fills a missing value:
+//     the later write would replace the earlier one, or a rename would find its destination
+//     taken;
+//   - set a document holding it to a constant that is not a document, or converted one: the
+//     write could only fail.
+//
+// Reading or changing what an earlier step wrote is no conflict: a chain of renames (a -> b,
+// b -> c), a convert of a renamed field, a drop of a temporary field a compute made, a
+// default after a rename, or a write inside a document an earlier step moved or set as a
+// whole (rename address -> profile.address, then compute profile.address.country). One
+// consequence: two fields cannot swap names (a -> t, b -> a, t -> b). The derived reverse is
+// not checked, and a conflict between the lists (a reverse step meeting a field the forward
+// steps wrote) shows only at run time, with `tandem validate --sample`.
 //
 // Constants are YAML values: integers become int32 when they fit and int64 otherwise, floats
 // double, true/false bool, null null, mappings documents (in YAML order), sequences arrays, and

@@ -28,6 +28,9 @@ var (
 	// ErrIrreversible means a forward step has no derived reverse and the spec gives no
 	// explicit reverse list.
 	ErrIrreversible = errors.New("irreversible step")
+	// ErrEnv means a ${NAME} reference is malformed, names a variable that is unset or empty,
+	// or stands where references are not expanded (a CEL expression).
+	ErrEnv = errors.New("environment reference")
 )
 
 // Sentinel errors of Forward and Reverse, wrapped in a *StepError. ErrCEL is also wrapped by
@@ -46,7 +49,8 @@ var (
 	// cost limit), or returned a value with no BSON equivalent.
 	ErrCEL = errors.New("CEL expression failed")
 	// ErrPathConflict means a step would write through a field that is not a document, or a
-	// rename's destination already exists.
+	// rename's destination already exists. Parse wraps it too, in the SpecError of a step that
+	// writes a path an earlier step of its list wrote or moved away (see "Path conflicts").
 	ErrPathConflict = errors.New("path conflict")
 )
 

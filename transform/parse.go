@@ -19,14 +19,23 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// Parse parses and validates a spec. filename only labels errors. On any problem it returns
-// SpecErrors holding every problem found, not just the first; the spec is then nil.
-func Parse(filename string, data []byte) (*Spec, error) {
-	sum := sha256.Sum256(data)
-	s := &Spec{File: filename, Version: hex.EncodeToString(sum[:])[:16]}
-	p := &parser{file: filename, aliasBudget: 1000}
+// Parse parses and validates a spec, expanding its ${NAME} references from the environment
+// (see WithLookupEnv). filename only labels errors. On any problem it returns SpecErrors holding
+// every problem found, not just the first; the spec is then nil. No error holds a credential.
+func Parse(filename string, data []byte, opts ...ParseOption) (*Spec, error) {
+	cfg := newParseConfig(opts)
+	s := &Spec{File: filename}
+	p := &parser{file: filename, aliasBudget: 1000, lookupEnv: cfg.lookupEnv}
 	if root := p.document(data); root != nil {
 		p.spec(root, s)
+	}
+	if len(p.errs) == 0 {
+		if text, ok := redactSpecText(data); ok {
+			sum := sha256.Sum256([]byte(text))
+			s.redacted, s.Version = text, hex.EncodeToString(sum[:])[:16]
+		} else {
+			p.add(nil, "", ErrInvalidValue, "cannot remove the credentials from the spec's text; write them as ${NAME} references")
+		}
 	}
 	if len(p.errs) > 0 {
 		sort.SliceStable(p.errs, func(i, j int) bool {
@@ -52,13 +61,15 @@ type parser struct {
 	errs SpecErrors
 	// aliasBudget is how many more aliases constants may expand, against "billion laughs".
 	aliasBudget int
+	lookupEnv   func(string) (string, bool)
 }
 
 // entry is one key: value pair of a mapping.
 type entry struct{ key, val *yaml.Node }
 
 func (p *parser) add(at *yaml.Node, path string, sentinel error, format string, args ...any) {
-	e := &SpecError{File: p.file, Path: path, Msg: fmt.Sprintf(format, args...), Err: sentinel}
+	// Redacted in case a value from the environment, or a password, found its way in.
+	e := &SpecError{File: p.file, Path: path, Msg: RedactText(fmt.Sprintf(format, args...)), Err: sentinel}
 	if at != nil {
 		e.Line, e.Column = at.Line, at.Column
 	}
@@ -110,10 +121,10 @@ func (p *parser) document(data []byte) *yaml.Node {
 }
 
 func (p *parser) syntax(err error) {
-	e := &SpecError{File: p.file, Msg: err.Error(), Err: ErrSyntax}
+	e := &SpecError{File: p.file, Msg: RedactText(err.Error()), Err: ErrSyntax}
 	if m := yamlErrRE.FindStringSubmatch(err.Error()); m != nil {
 		e.Line, _ = strconv.Atoi(m[1])
-		e.Msg = m[2]
+		e.Msg = RedactText(m[2])
 	}
 	p.errs = append(p.errs, e)
 }
@@ -141,9 +152,16 @@ func (p *parser) mapping(n *yaml.Node, path string, allowed []string, what strin
 	return m, true
 }
 
-// text returns the string at m[key]. A missing or empty required field is reported at `at`
-// (the key that introduced the mapping); the returned node is where the value is, or `at`.
+// text returns the string at m[key], its ${NAME} references expanded. A missing or empty
+// required field is reported at `at` (the key that introduced the mapping); the returned node
+// is where the value is, or `at`.
 func (p *parser) text(m map[string]entry, key, path string, at *yaml.Node, required bool) (string, *yaml.Node) {
+	return p.textEnv(m, key, path, at, required, true)
+}
+
+// textEnv is text; without expand, a ${NAME} reference is an error (the $${ escape still
+// reads as ${).
+func (p *parser) textEnv(m map[string]entry, key, path string, at *yaml.Node, required, expand bool) (string, *yaml.Node) {
 	e, ok := m[key]
 	if !ok {
 		if required {
@@ -162,7 +180,23 @@ func (p *parser) text(m map[string]entry, key, path string, at *yaml.Node, requi
 		}
 		return "", v
 	}
-	return v.Value, v
+	if !expand && hasEnvRef(v.Value) {
+		p.add(v, join(path, key), ErrEnv, "${NAME} references are not expanded here; write $${ for a literal ${")
+		return "", v
+	}
+	s, _ := p.expand(v, join(path, key))
+	return s, v
+}
+
+// expand returns the string value of n with its references expanded; "" and false after
+// reporting a reference it cannot expand.
+func (p *parser) expand(n *yaml.Node, path string) (string, bool) {
+	s, err := expandEnv(n.Value, p.lookupEnv)
+	if err != nil {
+		p.add(n, path, ErrEnv, "%v", err)
+		return "", false
+	}
+	return s, true
 }
 
 // oneOf returns m[key], which must be one of allowed; "" when absent or not allowed.
@@ -194,8 +228,14 @@ func (p *parser) spec(root *yaml.Node, s *Spec) {
 
 	forward, fwdOK := p.steps(m, "forward", root, true, keys)
 	s.forward = forward
+	if fwdOK {
+		p.conflicts("forward", forward)
+	}
 	if _, explicit := m["reverse"]; explicit {
-		s.reverse, _ = p.steps(m, "reverse", root, false, keys)
+		var revOK bool
+		if s.reverse, revOK = p.steps(m, "reverse", root, false, keys); revOK {
+			p.conflicts("reverse", s.reverse)
+		}
 		return
 	}
 	if !fwdOK {
@@ -282,7 +322,7 @@ func (p *parser) endpoint(m map[string]entry, key string, root *yaml.Node, kinds
 	}
 	if ep.EndpointURL, n = p.text(fm, "endpoint", path, at, false); ep.EndpointURL != "" {
 		if u, err := url.Parse(ep.EndpointURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			p.add(n, join(path, "endpoint"), ErrInvalidValue, "endpoint %q must be an http:// or https:// URL", ep.EndpointURL)
+			p.add(n, join(path, "endpoint"), ErrInvalidValue, "endpoint %q must be an http:// or https:// URL", RedactURI(ep.EndpointURL))
 		}
 	}
 	return ep
@@ -492,7 +532,7 @@ func (p *parser) step(kind string, e entry, path string, keys []string) *step {
 		p.convertStep(st, bm, e, path, keys)
 	case KindCompute:
 		st.path = p.path(bm, "path", path, e.key, keys)
-		expr, n := p.text(bm, "expr", path, e.key, true)
+		expr, n := p.textEnv(bm, "expr", path, e.key, true, false)
 		if expr != "" {
 			prog, err := compileCEL(expr)
 			if err != nil {
@@ -503,6 +543,13 @@ func (p *parser) step(kind string, e entry, path string, keys []string) *step {
 	}
 	if len(p.errs) > before {
 		return nil
+	}
+	wkey := "path"
+	if kind == KindRename || kind == KindMove {
+		wkey = "to"
+	}
+	if n := deref(bm[wkey].val); n != nil {
+		st.wline, st.wcol = n.Line, n.Column
 	}
 	return st
 }
@@ -625,7 +672,9 @@ func (p *parser) constantAt(n *yaml.Node, top, path string, depth int) (any, boo
 			if err := n.Decode(&f); err == nil {
 				return f, true
 			}
-		case "!!str", "!!timestamp":
+		case "!!str":
+			return p.expand(n, path)
+		case "!!timestamp":
 			return n.Value, true
 		case "!!binary":
 			var s string

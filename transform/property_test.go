@@ -93,12 +93,24 @@ func TestPropertyExampleSpec(t *testing.T) {
 // specGen writes random reversible specs: renames and moves among the documents' fields (f0…f7,
 // nested) and new ones (r0…), lossless converts (chained) of fields the document is then made
 // to hold, and sets and computes of fields documents never have (c0…), directly or inside
-// existing documents.
+// existing documents. No step writes a path an earlier one moved away, which Parse rejects.
 type specGen struct {
-	r     *rand.Rand
-	steps []string
-	fresh int
-	fits  []fit // values to plant in each document so that converts have input
+	r       *rand.Rand
+	steps   []string
+	fresh   int
+	fits    []fit    // values to plant in each document so that converts have input
+	removed []string // the froms of earlier renames and moves
+}
+
+// reuses reports whether writing path would reuse a field an earlier step moved away: the
+// same path, one inside it, or one holding it.
+func (g *specGen) reuses(path string) bool {
+	for _, r := range g.removed {
+		if path == r || strings.HasPrefix(path, r+".") || strings.HasPrefix(r, path+".") {
+			return true
+		}
+	}
+	return false
 }
 
 type fit struct {
@@ -153,9 +165,10 @@ func (g *specGen) spec(target string) string {
 				from = prev[g.r.IntN(len(prev))]
 			}
 			to := g.destPath()
-			if strings.HasPrefix(to, from+".") {
+			if strings.HasPrefix(to, from+".") || g.reuses(to) {
 				continue
 			}
+			g.removed = append(g.removed, from)
 			kind := "rename"
 			if g.r.IntN(2) == 0 {
 				kind = "move"
@@ -188,6 +201,9 @@ func (g *specGen) spec(target string) string {
 			path := g.name("c")
 			if g.r.IntN(2) == 0 {
 				path = fmt.Sprintf("f%d.%s", g.r.IntN(8), path)
+			}
+			if g.reuses(path) {
+				continue
 			}
 			if g.r.IntN(2) == 0 {
 				g.steps = append(g.steps, fmt.Sprintf("set: {path: %s, value: %s}", path, setValues[g.r.IntN(len(setValues))]))

@@ -18,7 +18,8 @@ const (
 type Endpoint struct {
 	Kind string // StoreMongoDB or StoreDynamoDB
 
-	// MongoDB: all three required.
+	// MongoDB: all three required. URI is the connection string with its ${NAME} references
+	// expanded, credentials included: print it only through RedactURI.
 	URI        string
 	Database   string
 	Collection string
@@ -69,22 +70,34 @@ type Spec struct {
 	Source Endpoint
 	Target Endpoint
 	Key    Key
-	// Version is the first 16 hex digits of the SHA-256 of the spec file's bytes: any edit,
-	// even to a comment, makes a new version.
+	// Version is the first 16 hex digits of the SHA-256 of Redacted(): any edit of the file,
+	// even to a comment, makes a new version, but a new password does not, whether written
+	// in a URI or taken from the environment. Nor does any other change to the environment:
+	// the version covers ${NAME} references, not their values.
 	Version string
 
+	redacted         string
 	forward, reverse []*step
 	reverseDerived   bool
 }
 
 // Load reads and parses a spec file.
-func Load(path string) (*Spec, error) {
+func Load(path string, opts ...ParseOption) (*Spec, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read spec: %w", err)
 	}
-	return Parse(path, data)
+	return Parse(path, data, opts...)
 }
+
+// Redacted returns the spec file's text as it may be stored and shown: every URI's user
+// information and secret query parameters (see RedactText) replaced by REDACTED, wherever
+// the URI is, comments included, except where they are written as ${NAME} references, which
+// are kept as written and never expanded. Everything else is the file's text byte for byte,
+// unless a credential is spelled so that it cannot be cut out of the text (YAML escapes, a
+// URI folded over lines): then it is the file re-encoded from its YAML tree, comments kept,
+// layout not. Version is computed over it.
+func (s *Spec) Redacted() string { return s.redacted }
 
 // Steps describes the forward steps in order.
 func (s *Spec) Steps() []StepInfo { return infos(s.forward) }

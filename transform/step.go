@@ -34,6 +34,8 @@ type StepInfo struct {
 type step struct {
 	kind      string
 	line, col int // of the step kind in the spec; 0 for a derived step
+	// wline, wcol locate the path the step writes (to, or path); 0 for a derived step.
+	wline, wcol int
 
 	path, from []string // from: rename and move only
 	value      any      // set and default
@@ -46,7 +48,7 @@ type step struct {
 }
 
 func (s *step) info(i int) StepInfo {
-	return StepInfo{Index: i, Kind: s.kind, Summary: s.summary(), Line: s.line}
+	return StepInfo{Index: i, Kind: s.kind, Summary: RedactText(s.summary()), Line: s.line}
 }
 
 func (s *step) summary() string {
