@@ -57,32 +57,21 @@ func unreachable(what, uri string, timeout time.Duration, err error) error {
 	return fmt.Errorf("%s %s: not reachable within %s: %s", what, redactURI(uri), timeout, scrub(oneLine(cause), uri))
 }
 
-// redactURI returns uri with the password of its user information replaced by "xxxxx", for
-// messages. A string that does not parse as a URI is shown only up to its scheme.
-func redactURI(uri string) string {
-	u, err := url.Parse(uri)
-	if err != nil {
-		if i := strings.Index(uri, "://"); i >= 0 {
-			return uri[:i+3] + "…"
-		}
-		return "(unparsable URI)"
-	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	return u.String()
-}
+// redactURI is uri with its user information and secret parameters replaced, for messages.
+func redactURI(uri string) string { return transform.RedactURI(uri) }
 
-// scrub removes uri's password from msg, in case an error quoted the URI.
+// scrub removes credentials from msg, a driver's error about uri: every URI in it is
+// redacted, and uri's password is removed wherever the error quoted it alone.
 func scrub(msg, uri string) string {
+	msg = transform.RedactText(msg)
 	u, err := url.Parse(uri)
 	if err != nil {
 		return msg
 	}
 	if pw, has := u.User.Password(); has && pw != "" {
-		msg = strings.ReplaceAll(msg, pw, "xxxxx")
+		msg = strings.ReplaceAll(msg, pw, "REDACTED")
 		if esc := url.QueryEscape(pw); esc != pw {
-			msg = strings.ReplaceAll(msg, esc, "xxxxx")
+			msg = strings.ReplaceAll(msg, esc, "REDACTED")
 		}
 	}
 	return msg

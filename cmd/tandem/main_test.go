@@ -86,9 +86,15 @@ var adminRE = regexp.MustCompile(`http://[0-9.:]+`)
 // the printed connection string and returns it with the admin URL.
 func runCommand(t *testing.T, args ...string) (proxyURI, adminURL string, out *syncBuffer, stop func() error) {
 	t.Helper()
+	return runCommandLogs(t, io.Discard, args...)
+}
+
+// runCommandLogs is runCommand with tandem's logs (its stderr) written to logs.
+func runCommandLogs(t *testing.T, logs io.Writer, args ...string) (proxyURI, adminURL string, out *syncBuffer, stop func() error) {
+	t.Helper()
 	out = &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := newRootCmd(out, io.Discard)
+	cmd := newRootCmd(out, logs)
 	cmd.SetArgs(args)
 	done := make(chan error, 1)
 	go func() { done <- cmd.ExecuteContext(ctx) }()

@@ -205,7 +205,7 @@ func startMigrations(ctx context.Context, o *migrationOptions, upstreamURI strin
 	if err != nil {
 		return nil, err
 	}
-	specs, contents, err := o.loadSpecs()
+	specs, err := o.loadSpecs()
 	if err != nil {
 		return nil, err
 	}
@@ -302,14 +302,14 @@ func startMigrations(ctx context.Context, o *migrationOptions, upstreamURI strin
 	shadowMetrics := shadow.NewMetrics(reg)
 	var routes []*proxy.Migration
 	olds := map[string]*mongo.Collection{}
-	for i, spec := range specs {
+	for _, spec := range specs {
 		if spec.Source.Kind != transform.StoreMongoDB || spec.Key.Source != "_id" {
 			return nil, usagef("spec %s: the proxy takes part only in migrations from a MongoDB collection keyed by _id", spec.File)
 		}
 		if _, dup := ms.engines[spec.Name]; dup {
 			return nil, usagef("spec %s: migration %s is named twice", spec.File, spec.Name)
 		}
-		if _, err := ms.catalog.RegisterSpec(openCtx, spec.Name, spec.Version, string(contents[i]), who); err != nil {
+		if _, err := ms.catalog.RegisterSpec(openCtx, spec.Name, spec.Version, spec.Redacted(), who); err != nil {
 			return nil, fmt.Errorf("registering %s in the catalog: %w", spec.Name, err)
 		}
 		oldColl := oldClient.Database(spec.Source.Database).Collection(spec.Source.Collection)
@@ -394,11 +394,10 @@ func startMigrations(ctx context.Context, o *migrationOptions, upstreamURI strin
 	return ms, nil
 }
 
-// loadSpecs reads and parses the spec files (or the demo's embedded specs) and applies the
-// demo's rewrite and the --target-uri override.
-func (o *migrationOptions) loadSpecs() ([]*transform.Spec, [][]byte, error) {
+// loadSpecs reads and parses the spec files (or the demo's embedded specs), expanding their
+// ${VAR} references, and applies the demo's rewrite and the --target-uri override.
+func (o *migrationOptions) loadSpecs() ([]*transform.Spec, error) {
 	var specs []*transform.Spec
-	var contents [][]byte
 	add := func(name string, data []byte) error {
 		spec, err := transform.Parse(name, data)
 		if err != nil {
@@ -411,24 +410,23 @@ func (o *migrationOptions) loadSpecs() ([]*transform.Spec, [][]byte, error) {
 			return err
 		}
 		specs = append(specs, spec)
-		contents = append(contents, data)
 		return nil
 	}
 	for _, path := range o.specs {
 		data, err := os.ReadFile(path)
 		if err != nil {
-			return nil, nil, usagef("--spec %s: %v", path, errors.Unwrap(err))
+			return nil, usagef("--spec %s: %v", path, errors.Unwrap(err))
 		}
 		if err := add(path, data); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	for name, data := range o.specData {
 		if err := add(name, data); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
-	return specs, contents, nil
+	return specs, nil
 }
 
 // reverseCheck is the cutover gate's check of the reverse path: the migration must be one this
