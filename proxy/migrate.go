@@ -469,12 +469,14 @@ func (c *conn) beforeReply(ctx context.Context, ic *interception, msg *Message, 
 		rt.unconverged.Add(adapters.KeyString(k), struct{}{})
 	}
 	if ctx.Err() != nil {
-		c.log.Info("connection closed while converging a write before its reply; its keys are journaled",
+		// The reply is still rewritten below: a forced shutdown ends ctx just before it
+		// closes the connection, and the reply may yet reach the client.
+		c.log.Info("connection closing while converging a write before its reply; its keys are journaled",
 			"migration", rt.m.Name, "phase", ic.vals.Phase, "keys", len(keys))
-		return out // the client is gone
+	} else {
+		c.log.Warn("converging a write before its reply failed; its keys are journaled",
+			"migration", rt.m.Name, "phase", ic.vals.Phase, "keys", len(keys), "err", err)
 	}
-	c.log.Warn("converging a write before its reply failed; its keys are journaled",
-		"migration", rt.m.Name, "phase", ic.vals.Phase, "keys", len(keys), "err", err)
 	if ic.vals.Phase == flags.PhaseDual {
 		return out
 	}
