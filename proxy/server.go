@@ -2,7 +2,8 @@
 // own upstream connection and forwards every frame as it was read, so authentication, cursors,
 // sessions and transactions behave exactly as against the upstream; it decodes each request
 // just enough to know its command, database and collection, and rewrites only hello replies, so
-// that drivers see one router at the proxy's address.
+// that drivers see one router at the proxy's address, and, when the upstream is a standalone,
+// the retryable writes that router makes drivers send (their txnNumber; see standalone.go).
 package proxy
 
 import (

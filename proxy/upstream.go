@@ -22,7 +22,8 @@ var ErrUpstreamURI = errors.New("invalid upstream URI")
 // Upstream is the MongoDB deployment behind the proxy. It watches the deployment's topology with
 // the driver's monitoring (SDAM) so that every new client connection is pinned to the current
 // primary of a replica set, or to the one server of a standalone, and it dials those pinned
-// connections itself, with the TLS settings of the URI.
+// connections itself, with the TLS settings of the URI. It also tells a new connection whether
+// its server is a standalone, until that server's own hello reply says (standalone.go).
 type Upstream struct {
 	seeds       []string
 	tls         *tls.Config
