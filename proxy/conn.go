@@ -28,17 +28,29 @@ const codeHostUnreachable = 6
 // conn is one client connection and the upstream connection pinned to it. Two loops run per
 // connection: requests flow client → upstream and replies upstream → client independently, so a
 // request may get several replies (exhaust, moreToCome) and a moreToCome request none.
+//
+// Each connection has a context, passed to serve, that ends when the connection closes: when
+// the client or the upstream hangs up, when a shutdown closes it, or when the server's own
+// context ends (Shutdown giving up, Close). The pre-reads, synchronous converges, flag
+// evaluations and reads from the new store of its requests run under it, so none of them
+// holds up a closed connection or a shutdown.
 type conn struct {
 	s      *Server
 	id     uint64
 	client net.Conn
 	up     net.Conn
 	log    *slog.Logger
+	cancel context.CancelFunc // ends the connection's context; called by close
 
 	requests frameReader // client → upstream; used only by relayRequests
 	replies  frameReader // upstream → client; used only by relayReplies
 	helloBuf []byte      // scratch for rewritten hello replies; used only by relayReplies
 	replyBuf []byte      // scratch for rewritten write replies; used only by relayReplies
+	txnBuf   []byte      // scratch for requests re-encoded without txnNumber; used only by relayRequests
+
+	// standalone is set while the upstream is a standalone mongod, which refuses txnNumber
+	// (standalone.go): from the monitor's topology at dial, then from each hello reply.
+	standalone atomic.Bool
 
 	// Used only by relayRequests.
 	app       string        // client.application.name from the handshake
@@ -63,24 +75,27 @@ type pendingRequest struct {
 	ic      *interception // set for requests on a migrated namespace with work on their reply
 }
 
-func newConn(s *Server, nc net.Conn, id uint64) *conn {
+// newConn returns a connection whose context cancel ends; close calls it.
+func newConn(s *Server, nc net.Conn, id uint64, cancel context.CancelFunc) *conn {
 	return &conn{
 		s:       s,
 		id:      id,
 		client:  nc,
 		log:     s.cfg.log.With("conn", id, "remote", nc.RemoteAddr().String()),
+		cancel:  cancel,
 		pending: make(map[int32]pendingRequest),
 	}
 }
 
-// serve runs the connection until either side closes it, an error occurs, or a shutdown drains it.
-func (c *conn) serve() {
+// serve runs the connection until either side closes it, an error occurs, or a shutdown drains
+// it. ctx is the connection's context (see conn).
+func (c *conn) serve(ctx context.Context) {
 	defer c.s.untrack(c)
 	defer c.close()
 	m := c.s.cfg.metrics
 	if tc, ok := c.client.(*tls.Conn); ok {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := tc.HandshakeContext(ctx)
+		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := tc.HandshakeContext(hctx)
 		cancel()
 		if err != nil {
 			m.error(errKindTLSHandshake)
@@ -88,7 +103,7 @@ func (c *conn) serve() {
 			return
 		}
 	}
-	up, err := c.s.upstream.Dial(context.Background())
+	up, target, err := c.s.upstream.dial(ctx)
 	if err != nil {
 		m.error(errKindUpstreamDial)
 		c.log.Warn("upstream unreachable; refusing connection", "err", err)
@@ -98,21 +113,22 @@ func (c *conn) serve() {
 	if !c.setUpstream(up) {
 		return // closed by a shutdown while dialling
 	}
+	c.standalone.Store(target.standalone)
 	c.requests.r = c.client
 	c.replies.r = up
-	debug := c.log.Enabled(context.Background(), slog.LevelDebug)
+	debug := c.log.Enabled(ctx, slog.LevelDebug)
 	if debug {
 		c.log.Debug("connection open", "upstream", up.RemoteAddr().String())
 	}
 
 	replyErr := make(chan error, 1)
 	go func() {
-		err := c.relayReplies()
+		err := c.relayReplies(ctx)
 		// Without an upstream the request loop cannot go on: unblock its read.
 		c.close()
 		replyErr <- err
 	}()
-	err = c.relayRequests()
+	err = c.relayRequests(ctx)
 	if errors.Is(err, errDraining) {
 		// Let the replies to requests already forwarded reach the client.
 		select {
@@ -150,10 +166,10 @@ func reasonOf(errs ...error) string {
 
 // relayRequests forwards frames from the client to the upstream until the client closes, sends
 // a frame that cannot be forwarded, idles out, or a drain stops it.
-func (c *conn) relayRequests() error {
+func (c *conn) relayRequests(ctx context.Context) error {
 	m := c.s.cfg.metrics
 	idle := c.s.cfg.idleTimeout
-	debug := c.log.Enabled(context.Background(), slog.LevelDebug)
+	debug := c.log.Enabled(ctx, slog.LevelDebug)
 	for {
 		if idle > 0 && !c.draining.Load() {
 			_ = c.client.SetReadDeadline(time.Now().Add(idle))
@@ -208,13 +224,23 @@ func (c *conn) relayRequests() error {
 			if rt := rs.lookup(msg.Database, msg.Collection()); rt != nil {
 				start := time.Now()
 				var handled bool
-				if ic, handled, err = c.intercept(rt, &msg, h.requestID); err != nil {
+				if ic, handled, err = c.intercept(ctx, rt, &msg, h.requestID); err != nil {
 					return fmt.Errorf("request %d on %s: %w", h.requestID, rt.ns, err)
 				}
 				if handled {
 					cm.duration.Observe(time.Since(start).Seconds())
 					continue
 				}
+			}
+		}
+		if c.standalone.Load() && retryableWrite(&msg) {
+			if c.txnBuf, err = withoutTxnNumber(c.txnBuf, h, &msg); err != nil {
+				m.error(errKindBadFrame)
+				return fmt.Errorf("request %d: removing txnNumber for a standalone upstream: %w", h.requestID, err)
+			}
+			frame = c.txnBuf
+			if debug {
+				c.log.Debug("txnNumber removed for a standalone upstream", "id", h.requestID, "command", string(msg.Name))
 			}
 		}
 		if !msg.MoreToCome() {
@@ -224,11 +250,14 @@ func (c *conn) relayRequests() error {
 			m.error(errKindUpstreamIO)
 			return fmt.Errorf("forwarding request %d to upstream: %w", h.requestID, err)
 		}
+		if cap(c.txnBuf) > keepBuffer {
+			c.txnBuf = nil
+		}
 	}
 }
 
 // relayReplies forwards frames from the upstream to the client, rewriting hello replies.
-func (c *conn) relayReplies() error {
+func (c *conn) relayReplies(ctx context.Context) error {
 	m := c.s.cfg.metrics
 	for {
 		frame, h, err := c.replies.next()
@@ -253,6 +282,10 @@ func (c *conn) relayReplies() error {
 		out := frame
 		if ok {
 			if p.hello {
+				// Stored before the client sees the reply, so before it can send a write.
+				if standalone, ok := standaloneHello(msg.Body); ok {
+					c.standalone.Store(standalone)
+				}
 				if c.helloBuf, err = rewriteHello(c.helloBuf, h, msg); err != nil {
 					m.error(errKindHelloRewrite)
 					return fmt.Errorf("rewriting hello reply: %w", err)
@@ -260,7 +293,7 @@ func (c *conn) relayReplies() error {
 				out = c.helloBuf
 			}
 			if p.ic != nil && last {
-				out = c.beforeReply(p.ic, &msg, h, out)
+				out = c.beforeReply(ctx, p.ic, &msg, h, out)
 			}
 			p.metrics.duration.Observe(time.Since(p.start).Seconds())
 			if !replyOK(msg.Body) {
@@ -384,7 +417,8 @@ func (c *conn) setUpstream(up net.Conn) bool {
 	return true
 }
 
-// close closes both sides; it is safe from any goroutine and more than once.
+// close closes both sides and then ends the connection's context, so that work the context
+// stops cannot forward anything more; it is safe from any goroutine and more than once.
 func (c *conn) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -396,6 +430,7 @@ func (c *conn) close() {
 	if c.up != nil {
 		c.up.Close()
 	}
+	c.cancel()
 }
 
 // refuse answers the client's first request with a HostUnreachable error, so that the driver

@@ -22,7 +22,9 @@ const (
 
 // Message is one decoded request or reply: just enough to route, measure and log it. Its byte
 // slices point into the frame that was read and are valid only while that frame is handled; the
-// frame itself is forwarded as read, never re-encoded.
+// frame itself is forwarded as read, never re-encoded, but for hello replies (rewriteHello),
+// replies the proxy amends (withWriteConcernError) and retryable writes to a standalone
+// (withoutTxnNumber).
 type Message struct {
 	// OpCode is the message's own opcode: for OP_COMPRESSED, the original opcode inside it.
 	OpCode wiremessage.OpCode

@@ -41,12 +41,14 @@ import (
 //   - shadow_read_percent: that share of finds is compared against the new store off the
 //     request path.
 
-// ShadowWriter converges the keys a write touched (shadow.Writer).
+// ShadowWriter converges the keys a write touched (shadow.Writer). The proxy calls it no more
+// once Server.Shutdown or Server.Close has returned, deferred converges included, so a writer
+// is closed after the server.
 type ShadowWriter interface {
 	// Async converges keys without blocking: what cannot be converged now is journaled.
 	Async(keys []adapters.Key, op string)
-	// Sync converges keys before returning; on failure the keys are journaled and an error
-	// returned.
+	// Sync converges keys before returning; on failure, or when ctx ends first (the client
+	// hung up, the proxy is stopping), the keys are journaled and an error returned.
 	Sync(ctx context.Context, keys []adapters.Key, op string) error
 	// Unkeyed journals a write whose keys are unknown.
 	Unkeyed(ctx context.Context, op string, filter bson.Raw)
@@ -88,8 +90,8 @@ type Migration struct {
 	// PreReadLimit is the most keys a pre-read converges; a filter matching more is left to
 	// the journal. Default 10000.
 	PreReadLimit int
-	// Timeout bounds a pre-read, a synchronous converge, and a read from the new store.
-	// Default 5s.
+	// Timeout bounds a pre-read, a synchronous converge, and a read from the new store;
+	// each also ends when the client's connection closes. Default 5s.
 	Timeout time.Duration
 }
 
@@ -239,7 +241,7 @@ type interception struct {
 
 // flagsFor returns the flags for rt on this connection, evaluating them only when the flag
 // source changed since the last evaluation.
-func (c *conn) flagsFor(rt *route) flags.Values {
+func (c *conn) flagsFor(ctx context.Context, rt *route) flags.Values {
 	rs := c.s.cfg.routes
 	if c.flagCache == nil {
 		c.flagCache = make([]cachedFlags, len(rs.all))
@@ -247,7 +249,7 @@ func (c *conn) flagsFor(rt *route) flags.Values {
 	gen := rs.flags.Generation()
 	cf := &c.flagCache[rt.idx]
 	if !cf.ok || cf.gen != gen {
-		cf.vals = rs.flags.Evaluate(context.Background(), flags.Context{
+		cf.vals = rs.flags.Evaluate(ctx, flags.Context{
 			Migration: rt.m.Name, Database: rt.m.Database, Collection: rt.m.Collection,
 			App: c.app, Tenant: rs.tenant,
 		})
@@ -263,18 +265,19 @@ var errBlockedUnacknowledged = errors.New("unacknowledged write while writes are
 // intercept decides what happens to a request on a migrated namespace before it is forwarded.
 // It returns handled when it has answered the request itself, and an interception when the
 // reply loop has work to do.
-func (c *conn) intercept(rt *route, msg *Message, requestID int32) (*interception, bool, error) {
+// ctx is the connection's.
+func (c *conn) intercept(ctx context.Context, rt *route, msg *Message, requestID int32) (*interception, bool, error) {
 	switch string(msg.Name) {
 	case "insert", "update", "delete", "findAndModify", "findandmodify":
-		return c.interceptWrite(rt, msg, requestID)
+		return c.interceptWrite(ctx, rt, msg, requestID)
 	case "find":
-		return c.interceptFind(rt, msg, requestID)
+		return c.interceptFind(ctx, rt, msg, requestID)
 	}
 	return nil, false, nil
 }
 
-func (c *conn) interceptWrite(rt *route, msg *Message, requestID int32) (*interception, bool, error) {
-	v := c.flagsFor(rt)
+func (c *conn) interceptWrite(ctx context.Context, rt *route, msg *Message, requestID int32) (*interception, bool, error) {
+	v := c.flagsFor(ctx, rt)
 	if v.Phase == flags.PhaseOff || v.Phase == "" {
 		return nil, false, nil
 	}
@@ -312,18 +315,20 @@ func (c *conn) interceptWrite(rt *route, msg *Message, requestID int32) (*interc
 	}
 	for _, u := range wi.unkeyed {
 		rt.count(actUnkeyed)
-		rt.m.Writer.Unkeyed(context.Background(), wi.op, u.filter)
+		// Not cut short by the client hanging up: the write may still reach the old store.
+		rt.m.Writer.Unkeyed(context.WithoutCancel(ctx), wi.op, u.filter)
 		if ic.sync && u.filter != nil && rt.m.PreRead != nil {
-			ic.keys = append(ic.keys, c.preRead(rt, u.filter)...)
+			ic.keys = append(ic.keys, c.preRead(ctx, rt, u.filter)...)
 		}
 	}
 	if wi.unacknowledged || wi.inTxn || msg.MoreToCome() {
 		// No reply says when the write is visible (unacknowledged), or it becomes visible only
-		// at commitTransaction: converge a little later. A transaction that commits later
+		// at commitTransaction: converge a little later, even if this connection closes
+		// meanwhile; Shutdown waits for it (deferred.go). A transaction that commits later
 		// still is left to the change-stream path.
-		keys := ic.keys
+		keys, w, op := ic.keys, rt.m.Writer, wi.op
 		if len(keys) > 0 {
-			time.AfterFunc(delayedConverge, func() { rt.m.Writer.Async(keys, wi.op) })
+			c.s.deferred.schedule(delayedConverge, func() { w.Async(keys, op) })
 		}
 		return nil, false, nil
 	}
@@ -336,8 +341,9 @@ const delayedConverge = 500 * time.Millisecond
 
 // preRead returns the keys of the documents an unkeyed statement may change, read from the old
 // store before the write; none when there are more than the limit (the journal covers them).
-func (c *conn) preRead(rt *route, filter bson.Raw) []adapters.Key {
-	ctx, cancel := context.WithTimeout(context.Background(), rt.m.Timeout)
+// ctx is the connection's: a forced shutdown ends the pre-read at once.
+func (c *conn) preRead(ctx context.Context, rt *route, filter bson.Raw) []adapters.Key {
+	ctx, cancel := context.WithTimeout(ctx, rt.m.Timeout)
 	defer cancel()
 	keys, err := rt.m.PreRead(ctx, filter, rt.m.PreReadLimit)
 	if err != nil {
@@ -353,14 +359,14 @@ func (c *conn) preRead(rt *route, filter bson.Raw) []adapters.Key {
 	return keys
 }
 
-func (c *conn) interceptFind(rt *route, msg *Message, requestID int32) (*interception, bool, error) {
+func (c *conn) interceptFind(ctx context.Context, rt *route, msg *Message, requestID int32) (*interception, bool, error) {
 	if msg.MoreToCome() {
 		return nil, false, nil
 	}
-	v := c.flagsFor(rt)
+	v := c.flagsFor(ctx, rt)
 	if v.ReadSource == flags.ReadNew && (v.Phase == flags.PhaseCutover || v.Phase == flags.PhaseFinalized) && rt.m.New != nil {
 		if kl, ok := parseKeyLookup(msg); ok {
-			if reply, ok := c.readNew(rt, kl, requestID); ok {
+			if reply, ok := c.readNew(ctx, rt, kl, requestID); ok {
 				rt.count(actReadNew)
 				return nil, true, c.writeClient(reply)
 			}
@@ -376,7 +382,7 @@ func (c *conn) interceptFind(rt *route, msg *Message, requestID int32) (*interce
 
 // readNew answers a key look-up from the new store; ok is false when it cannot, and the find
 // then goes to the old store.
-func (c *conn) readNew(rt *route, kl keyLookup, requestID int32) ([]byte, bool) {
+func (c *conn) readNew(ctx context.Context, rt *route, kl keyLookup, requestID int32) ([]byte, bool) {
 	keys := make([]adapters.Key, 0, len(kl.keys))
 	for _, rv := range kl.keys {
 		k, err := keyValue(rv)
@@ -388,7 +394,7 @@ func (c *conn) readNew(rt *route, kl keyLookup, requestID int32) ([]byte, bool) 
 		}
 		keys = append(keys, k)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), rt.m.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, rt.m.Timeout)
 	defer cancel()
 	docs, err := rt.m.New.ReadNew(ctx, keys)
 	if err != nil {
@@ -435,8 +441,9 @@ func cursorReply(requestID int32, ns string, docs []bson.D) ([]byte, error) {
 }
 
 // beforeReply runs in the reply loop before a reply to an intercepted request reaches the
-// client; it returns the frame to send (out, or a rewritten reply).
-func (c *conn) beforeReply(ic *interception, msg *Message, h header, out []byte) []byte {
+// client; it returns the frame to send (out, or a rewritten reply). ctx is the connection's:
+// when the client hangs up, the synchronous converge stops and the writer journals its keys.
+func (c *conn) beforeReply(ctx context.Context, ic *interception, msg *Message, h header, out []byte) []byte {
 	if !ic.sync || msg.MoreToCome() {
 		return out
 	}
@@ -445,8 +452,8 @@ func (c *conn) beforeReply(ic *interception, msg *Message, h header, out []byte)
 	if len(keys) == 0 {
 		return out
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), rt.m.Timeout)
-	err := rt.m.Writer.Sync(ctx, keys, ic.op)
+	sctx, cancel := context.WithTimeout(ctx, rt.m.Timeout)
+	err := rt.m.Writer.Sync(sctx, keys, ic.op)
 	cancel()
 	if err == nil {
 		rt.count(actConverged)
@@ -461,8 +468,15 @@ func (c *conn) beforeReply(ic *interception, msg *Message, h header, out []byte)
 	for _, k := range keys {
 		rt.unconverged.Add(adapters.KeyString(k), struct{}{})
 	}
-	c.log.Warn("converging a write before its reply failed; its keys are journaled",
-		"migration", rt.m.Name, "phase", ic.vals.Phase, "keys", len(keys), "err", err)
+	if ctx.Err() != nil {
+		// The reply is still rewritten below: a forced shutdown ends ctx just before it
+		// closes the connection, and the reply may yet reach the client.
+		c.log.Info("connection closing while converging a write before its reply; its keys are journaled",
+			"migration", rt.m.Name, "phase", ic.vals.Phase, "keys", len(keys))
+	} else {
+		c.log.Warn("converging a write before its reply failed; its keys are journaled",
+			"migration", rt.m.Name, "phase", ic.vals.Phase, "keys", len(keys), "err", err)
+	}
 	if ic.vals.Phase == flags.PhaseDual {
 		return out
 	}

@@ -2,7 +2,8 @@
 // own upstream connection and forwards every frame as it was read, so authentication, cursors,
 // sessions and transactions behave exactly as against the upstream; it decodes each request
 // just enough to know its command, database and collection, and rewrites only hello replies, so
-// that drivers see one router at the proxy's address.
+// that drivers see one router at the proxy's address, and, when the upstream is a standalone,
+// the retryable writes that router makes drivers send (their txnNumber; see standalone.go).
 package proxy
 
 import (
@@ -25,6 +26,12 @@ var ErrServerClosed = errors.New("proxy: server closed")
 type Server struct {
 	upstream *Upstream
 	cfg      config
+
+	// base is the server's lifetime, the parent of every connection's context (as
+	// net/http.Server's BaseContext): it ends when Shutdown gives up waiting, or on Close.
+	base       context.Context
+	cancelBase context.CancelFunc
+	deferred   deferredConverges
 
 	mu       sync.Mutex
 	ln       net.Listener
@@ -79,11 +86,14 @@ func NewServer(upstream *Upstream, opts ...Option) *Server {
 	if cfg.routes != nil {
 		cfg.routes.bindMetrics(cfg.metrics)
 	}
+	base, cancel := context.WithCancel(context.Background())
 	return &Server{
-		upstream: upstream,
-		cfg:      cfg,
-		conns:    make(map[*conn]struct{}),
-		draining: make(chan struct{}),
+		upstream:   upstream,
+		cfg:        cfg,
+		base:       base,
+		cancelBase: cancel,
+		conns:      make(map[*conn]struct{}),
+		draining:   make(chan struct{}),
 	}
 }
 
@@ -122,29 +132,31 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		delay = 0
 		s.cfg.metrics.acceptedConns.Inc()
-		c, ok := s.track(nc)
+		c, ctx, ok := s.track(nc)
 		if !ok {
 			s.cfg.metrics.error(errKindConnLimit)
 			s.cfg.log.Warn("connection refused: connection limit reached", "remote", nc.RemoteAddr().String(), "max_conns", s.cfg.maxConns)
 			nc.Close()
 			continue
 		}
-		go c.serve()
+		go c.serve(ctx)
 	}
 }
 
-// track registers a new connection unless the limit is reached or the server is closing.
-func (s *Server) track(nc net.Conn) (*conn, bool) {
+// track registers a new connection unless the limit is reached or the server is closing, and
+// returns it with its context.
+func (s *Server) track(nc net.Conn) (*conn, context.Context, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing || (s.cfg.maxConns > 0 && len(s.conns) >= s.cfg.maxConns) {
-		return nil, false
+		return nil, nil, false
 	}
-	c := newConn(s, nc, s.nextID.Add(1))
+	ctx, cancel := context.WithCancel(s.base)
+	c := newConn(s, nc, s.nextID.Add(1), cancel)
 	s.conns[c] = struct{}{}
 	s.connsWG.Add(1)
 	s.cfg.metrics.openConns.Inc()
-	return c, true
+	return c, ctx, true
 }
 
 func (s *Server) untrack(c *conn) {
@@ -172,9 +184,17 @@ func (s *Server) Addr() net.Addr {
 }
 
 // Shutdown stops accepting connections, stops reading new requests, waits for the replies to
-// requests already forwarded, then closes every connection. When ctx ends first, the remaining
-// connections are closed at once and ctx's error is returned.
+// requests already forwarded (their synchronous converges included), then closes every
+// connection, and waits for the deferred converges of unacknowledged and transactional writes
+// (at most 0.5s after the last such write). When ctx ends first, the remaining connections are
+// closed at once, their pre-reads and converges stopped (the shadow writer journals the keys),
+// the deferred converges handed to the writer at once, and ctx's error is returned. Either way,
+// once it returns the proxy calls no ShadowWriter again: the writers may be closed.
+//
+// A graceful shutdown does not cut the converges of requests in flight short: in cutover that
+// would turn their replies into writeConcernErrors.
 func (s *Server) Shutdown(ctx context.Context) error {
+	defer s.cancelBase()
 	s.mu.Lock()
 	if !s.closing {
 		s.closing = true
@@ -193,10 +213,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	done := make(chan struct{})
 	go func() { s.connsWG.Wait(); close(done) }()
+	forced := false
 	select {
 	case <-done:
-		return nil
 	case <-ctx.Done():
+		forced = true
+		s.cancelBase()
 		s.mu.Lock()
 		for c := range s.conns {
 			if c.inFlight() > 0 {
@@ -206,11 +228,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		s.mu.Unlock()
 		<-done
+	}
+	// No connection is left to schedule a deferred converge.
+	err := s.deferred.wait(ctx)
+	if forced {
 		return ctx.Err()
 	}
+	return err
 }
 
-// Close closes the listener and every connection at once.
+// Close closes the listener and every connection at once, ending their pre-reads and
+// converges, and hands the deferred converges to their writers at once.
 func (s *Server) Close() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

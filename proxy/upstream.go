@@ -22,14 +22,22 @@ var ErrUpstreamURI = errors.New("invalid upstream URI")
 // Upstream is the MongoDB deployment behind the proxy. It watches the deployment's topology with
 // the driver's monitoring (SDAM) so that every new client connection is pinned to the current
 // primary of a replica set, or to the one server of a standalone, and it dials those pinned
-// connections itself, with the TLS settings of the URI.
+// connections itself, with the TLS settings of the URI. It also tells a new connection whether
+// its server is a standalone, until that server's own hello reply says (standalone.go).
 type Upstream struct {
 	seeds       []string
 	tls         *tls.Config
 	dialTimeout time.Duration
 	monitor     *mongo.Client
-	target      atomic.Pointer[string] // current primary or standalone, "" while unknown
+	target      atomic.Pointer[upstreamTarget] // nil or addr "" while unknown
 	log         *slog.Logger
+}
+
+// upstreamTarget is the server client connections are pinned to, as the monitor last saw it.
+type upstreamTarget struct {
+	addr string
+	// standalone is set for a standalone mongod: it refuses txnNumber (see standalone.go).
+	standalone bool
 }
 
 // UpstreamOption configures an Upstream.
@@ -80,49 +88,67 @@ func NewUpstream(uri string, opts ...UpstreamOption) (*Upstream, error) {
 // topologyChanged follows the SDAM events and remembers which server takes writes.
 func (u *Upstream) topologyChanged(e *event.TopologyDescriptionChangedEvent) {
 	target := pickTarget(e.NewDescription.Servers)
-	if old := u.target.Swap(&target); (old == nil && target != "") || (old != nil && *old != target) {
-		u.log.Info("upstream target changed", "target", target, "topology", e.NewDescription.Kind)
+	if old := u.target.Swap(&target); (old == nil && target.addr != "") || (old != nil && *old != target) {
+		u.log.Info("upstream target changed", "target", target.addr, "standalone", target.standalone, "topology", e.NewDescription.Kind)
 	}
 }
 
 // pickTarget chooses the server that client connections are pinned to: a replica set's
-// primary, a standalone, or the first mongos; "" when none is known.
-func pickTarget(servers []event.ServerDescription) string {
+// primary, a standalone, or the first mongos; addr "" when none is known.
+func pickTarget(servers []event.ServerDescription) upstreamTarget {
 	var mongos string
 	for _, s := range servers {
 		switch s.Kind {
-		case "RSPrimary", "Standalone":
-			return s.Addr.String()
+		case "RSPrimary":
+			return upstreamTarget{addr: s.Addr.String()}
+		case "Standalone":
+			return upstreamTarget{addr: s.Addr.String(), standalone: true}
 		case "Mongos":
 			if mongos == "" {
 				mongos = s.Addr.String()
 			}
 		}
 	}
-	return mongos
+	return upstreamTarget{addr: mongos}
 }
 
 // Target returns the server new client connections are pinned to, and whether the monitor has
 // found it yet. Until it has, Dial uses the first host of the URI.
 func (u *Upstream) Target() (string, bool) {
-	if t := u.target.Load(); t != nil && *t != "" {
-		return *t, true
+	if t := u.target.Load(); t != nil && t.addr != "" {
+		return t.addr, true
 	}
 	return u.seeds[0], false
 }
 
+// currentTarget is the target the monitor knows, or the URI's first host with standalone
+// unknown (false).
+func (u *Upstream) currentTarget() upstreamTarget {
+	if t := u.target.Load(); t != nil && t.addr != "" {
+		return *t
+	}
+	return upstreamTarget{addr: u.seeds[0]}
+}
+
 // Dial opens a new connection to the current target, with TLS when the URI asks for it.
 func (u *Upstream) Dial(ctx context.Context) (net.Conn, error) {
-	addr, _ := u.Target()
+	c, _, err := u.dial(ctx)
+	return c, err
+}
+
+// dial is Dial that also says what the monitor knew of the server it dialled.
+func (u *Upstream) dial(ctx context.Context) (net.Conn, upstreamTarget, error) {
+	t := u.currentTarget()
+	addr := t.addr
 	ctx, cancel := context.WithTimeout(ctx, u.dialTimeout)
 	defer cancel()
 	d := net.Dialer{KeepAlive: 2 * time.Minute}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("dialing upstream %s: %w", addr, err)
+		return nil, t, fmt.Errorf("dialing upstream %s: %w", addr, err)
 	}
 	if u.tls == nil {
-		return c, nil
+		return c, t, nil
 	}
 	cfg := u.tls.Clone()
 	if cfg.ServerName == "" && !cfg.InsecureSkipVerify {
@@ -132,9 +158,9 @@ func (u *Upstream) Dial(ctx context.Context) (net.Conn, error) {
 	tc := tls.Client(c, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("TLS handshake with upstream %s: %w", addr, err)
+		return nil, t, fmt.Errorf("TLS handshake with upstream %s: %w", addr, err)
 	}
-	return tc, nil
+	return tc, t, nil
 }
 
 // Healthy reports, for health checks, whether the monitor knows a server to pin connections to.

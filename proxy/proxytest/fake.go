@@ -1,8 +1,9 @@
 // Package proxytest holds FakeUpstream, a fake MongoDB server for the proxy's tests and
 // benchmarks. It is a fake, not a MongoDB: it exists for what no real server here can do
 // (answer every command at once, so that a benchmark measures only the proxy; hold a reply for
-// a set time; stream exhaust replies; speak OP_COMPRESSED, which FerretDB does not). Tests of
-// MongoDB behaviour use embedded FerretDB instead.
+// a set time; stream exhaust replies; speak OP_COMPRESSED, which FerretDB does not; refuse
+// txnNumber as a standalone mongod does, which FerretDB accepts). Tests of MongoDB behaviour
+// use embedded FerretDB instead.
 package proxytest
 
 import (
@@ -39,11 +40,16 @@ type fakeConn struct {
 	conv   *scram.ServerConversation
 }
 
-// FakeUpstream answers hello as a standalone or a replica-set primary, find with one document,
-// insert with n, and every other command with {ok: 1}.
+// FakeUpstream answers hello as a standalone, a replica-set primary or a mongos, find and
+// findAndModify with one document, insert, update and delete with n, and every other command
+// with {ok: 1}.
 type FakeUpstream struct {
 	ln          net.Listener
 	replSet     string
+	router      bool
+	standalone  bool // refuses txnNumber
+	record      bool
+	commands    []bson.Raw // guarded by mu; kept when record is set
 	compressors []string
 	scram       *scram.Server
 	connID      atomic.Int32
@@ -60,7 +66,26 @@ type FakeOption func(*FakeUpstream)
 
 // AsReplicaSetPrimary makes hello describe a one-member replica set named name (setName, hosts,
 // primary, me), as a real primary does.
-func AsReplicaSetPrimary(name string) FakeOption { return func(f *FakeUpstream) { f.replSet = name } }
+func AsReplicaSetPrimary(name string) FakeOption {
+	return func(f *FakeUpstream) { f.replSet, f.router, f.standalone = name, false, false }
+}
+
+// AsRouter makes hello describe a mongos (msg "isdbgrid", no setName).
+func AsRouter() FakeOption {
+	return func(f *FakeUpstream) { f.replSet, f.router, f.standalone = "", true, false }
+}
+
+// AsStandalone makes the fake a standalone mongod in what sets one apart for drivers: its hello
+// has neither setName nor msg (as without the options above), and every command that carries
+// txnNumber, a retryable write or a transaction's, fails with IllegalOperation (20), "Transaction
+// numbers are only allowed on a replica set member or mongos", as on a real standalone.
+func AsStandalone() FakeOption {
+	return func(f *FakeUpstream) { f.replSet, f.router, f.standalone = "", false, true }
+}
+
+// RecordingCommands makes the fake keep a copy of every command it receives but hello and the
+// SASL commands, for Commands.
+func RecordingCommands() FakeOption { return func(f *FakeUpstream) { f.record = true } }
 
 // WithCompressors makes hello accept these compressors (snappy, zlib, zstd) when a client
 // offers them.
@@ -118,6 +143,14 @@ func (f *FakeUpstream) Requests() int64 { return f.requests.Load() }
 
 // CompressedRequests returns how many requests arrived as OP_COMPRESSED.
 func (f *FakeUpstream) CompressedRequests() int64 { return f.compressed.Load() }
+
+// Commands returns the command documents received so far, in order, with RecordingCommands;
+// nil without it.
+func (f *FakeUpstream) Commands() []bson.Raw {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]bson.Raw(nil), f.commands...)
+}
 
 // Close stops the fake and closes its connections.
 func (f *FakeUpstream) Close() {
@@ -262,9 +295,18 @@ func (f *FakeUpstream) answerMsg(c net.Conn, out []byte, reqID int32, body []byt
 	if len(body) < 5 || body[4] != 0 {
 		return nil, 0, errors.New("fake: OP_MSG without a leading body section")
 	}
-	doc, _, ok := bsoncore.ReadDocument(body[5:])
+	doc, rest, ok := bsoncore.ReadDocument(body[5:])
 	if !ok {
 		return nil, 0, errors.New("fake: bad OP_MSG body")
+	}
+	if flags&wiremessage.ChecksumPresent != 0 && len(rest) >= 4 {
+		rest = rest[:len(rest)-4]
+	}
+	if len(rest) > 0 {
+		var err error
+		if doc, err = withSequences(doc, rest); err != nil {
+			return nil, 0, err
+		}
 	}
 	cmd := doc.Index(0).Key()
 	switch cmd {
@@ -311,6 +353,44 @@ func (f *FakeUpstream) answerMsg(c net.Conn, out []byte, reqID int32, body []byt
 	return appendMsg(out, wiremessage.NextRequestID(), reqID, 0, f.reply(doc, fc)), 0, nil
 }
 
+// withSequences returns the command with the document sequences of an OP_MSG's kind 1 sections
+// as array fields, as a server reads them
+// (https://github.com/mongodb/specifications/blob/master/source/message/OP_MSG.md#kind-1-document-sequence).
+func withSequences(doc bsoncore.Document, sections []byte) (bsoncore.Document, error) {
+	out := append([]byte(nil), doc[:len(doc)-1]...)
+	for len(sections) > 0 {
+		if sections[0] != 1 || len(sections) < 5 {
+			return nil, fmt.Errorf("fake: OP_MSG section kind %d after the body", sections[0])
+		}
+		size := int(binary.LittleEndian.Uint32(sections[1:]))
+		if size < 5 || size > len(sections)-1 {
+			return nil, errors.New("fake: bad document sequence size")
+		}
+		seq := sections[5 : 1+size]
+		sections = sections[1+size:]
+		i := 0
+		for i < len(seq) && seq[i] != 0 {
+			i++
+		}
+		if i == len(seq) {
+			return nil, errors.New("fake: document sequence without identifier")
+		}
+		arr := bsoncore.NewArrayBuilder()
+		for docs := seq[i+1:]; len(docs) > 0; {
+			d, rem, ok := bsoncore.ReadDocument(docs)
+			if !ok {
+				return nil, errors.New("fake: bad document in a sequence")
+			}
+			arr.AppendDocument(d)
+			docs = rem
+		}
+		out = bsoncore.AppendArrayElement(out, string(seq[:i]), arr.Build())
+	}
+	out = append(out, 0)
+	binary.LittleEndian.PutUint32(out, uint32(len(out)))
+	return out, nil
+}
+
 func appendMsg(out []byte, id, respTo int32, flags wiremessage.MsgFlag, doc bsoncore.Document) []byte {
 	out = wiremessage.AppendHeader(out, 0, id, respTo, wiremessage.OpMsg)
 	out = wiremessage.AppendMsgFlags(out, flags)
@@ -337,6 +417,14 @@ func (f *FakeUpstream) reply(cmd bsoncore.Document, fc *fakeConn) bsoncore.Docum
 			return errorDoc(13, "Unauthorized", "command "+name+" requires authentication")
 		}
 	}
+	if f.record {
+		f.mu.Lock()
+		f.commands = append(f.commands, bson.Raw(append([]byte(nil), cmd...)))
+		f.mu.Unlock()
+	}
+	if _, err := cmd.LookupErr("txnNumber"); err == nil && f.standalone {
+		return errorDoc(20, "IllegalOperation", "Transaction numbers are only allowed on a replica set member or mongos")
+	}
 	switch name {
 	case "find":
 		coll, _ := cmd.Index(0).Value().StringValueOK()
@@ -354,6 +442,14 @@ func (f *FakeUpstream) reply(cmd bsoncore.Document, fc *fakeConn) bsoncore.Docum
 			}
 		}
 		return bsoncore.NewDocumentBuilder().AppendInt32("n", n).AppendDouble("ok", 1).Build()
+	case "update":
+		return bsoncore.NewDocumentBuilder().AppendInt32("n", 1).AppendInt32("nModified", 1).AppendDouble("ok", 1).Build()
+	case "delete":
+		return bsoncore.NewDocumentBuilder().AppendInt32("n", 1).AppendDouble("ok", 1).Build()
+	case "findAndModify", "findandmodify":
+		last := bsoncore.NewDocumentBuilder().AppendInt32("n", 1).AppendBoolean("updatedExisting", true).Build()
+		value := bsoncore.NewDocumentBuilder().AppendString("_id", "k1").AppendInt32("x", 1).Build()
+		return bsoncore.NewDocumentBuilder().AppendDocument("lastErrorObject", last).AppendDocument("value", value).AppendDouble("ok", 1).Build()
 	}
 	return bsoncore.NewDocumentBuilder().AppendDouble("ok", 1).Build()
 }
@@ -383,6 +479,9 @@ func (f *FakeUpstream) hello(cmd bsoncore.Document, connID int32) bsoncore.Docum
 			bson.E{Key: "secondary", Value: false},
 			bson.E{Key: "electionId", Value: bson.NewObjectID()},
 		)
+	}
+	if f.router {
+		d = append(d, bson.E{Key: "msg", Value: "isdbgrid"})
 	}
 	if offered, err := cmd.LookupErr("compression"); err == nil && len(f.compressors) > 0 {
 		var agreed bson.A
