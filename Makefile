@@ -26,8 +26,15 @@ build:
 run: build
 	./$(BIN) demo --seed 100
 
-## test: every test, with the race detector, plus a short fuzzing run of the frame decoder.
+## test: every test, with the race detector, plus a short fuzzing run of the frame decoder; then
+## it fails if a server the tests started from this repository (a Kafka broker on the jars of
+## .cache/kafka, moto from .venv) still runs. The kernel kills those when their test binary
+## ends (PR_SET_PDEATHSIG), so the check waits up to 3 s for the last to go.
 test: clients kafka test-go fuzz
+	@for i in 1 2 3 4; do \
+		left=$$(pgrep -af -- '$(CURDIR)/(\.cache/kafka/lib|\.venv/bin/python -m moto\.server)' || true); \
+		[ -z "$$left" ] && exit 0; [ $$i -lt 4 ] && sleep 1; \
+	done; echo "make test: processes left behind by the tests:" >&2; echo "$$left" >&2; exit 1
 
 test-go:
 	$(GO) test -race -count=1 -timeout 30m ./...

@@ -280,7 +280,7 @@ func decodeEntry(value []byte) (JournalEntry, error) {
 
 func describeEntry(e JournalEntry) string {
 	if e.Key == nil {
-		return fmt.Sprintf("migration %q, unkeyed %s on %s", e.Migration, e.Op, e.Namespace)
+		return fmt.Sprintf("migration %q, unkeyed %s on %s, filter_hash %s", e.Migration, e.Op, e.Namespace, FilterHash(e.Filter))
 	}
 	return fmt.Sprintf("migration %q, key %s", e.Migration, KeyString(e.Key))
 }

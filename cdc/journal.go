@@ -234,23 +234,44 @@ func (w *JournalWorker) convergeMigration(ctx context.Context, migration string,
 const maxConvergeBatch = 500
 
 // filterKeys resolves an unkeyed entry to the keys its filter matches now; nil (and the entry
-// counted as skipped) when that cannot be done.
+// counted as skipped) when that cannot be done. The filter is user data: it is logged only at
+// debug, on a line of its own; warnings and errors name it by adapters.FilterHash.
 func (w *JournalWorker) filterKeys(ctx context.Context, e adapters.JournalEntry) ([]adapters.Key, error) {
 	if w.cfg.FilterKeys == nil {
-		w.m.keys.WithLabelValues(e.Migration, "skipped_unkeyed").Inc()
-		w.log.Warn("unkeyed journal entry skipped: no FilterKeys configured", "migration", e.Migration, "ns", e.Namespace, "op", e.Op, "filter", e.Filter.String())
+		w.skipUnkeyed(e, "unkeyed journal entry skipped: no FilterKeys configured", nil)
 		return nil, nil
 	}
 	keys, err := w.cfg.FilterKeys(ctx, e.Migration, e.Namespace, e.Filter)
 	if errors.Is(err, ErrUnresolvable) {
-		w.m.keys.WithLabelValues(e.Migration, "skipped_unkeyed").Inc()
-		w.log.Warn("unkeyed journal entry skipped", "migration", e.Migration, "ns", e.Namespace, "op", e.Op, "filter", e.Filter.String(), "err", err)
+		w.skipUnkeyed(e, "unkeyed journal entry skipped", err)
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("journal worker: keys of %s matching %s (migration %s): %w", e.Namespace, e.Filter.String(), e.Migration, err)
+		hash := adapters.FilterHash(e.Filter)
+		w.debugFilter("filter of an unkeyed journal entry whose keys could not be read", e, hash)
+		return nil, fmt.Errorf("journal worker: keys of %s matching the filter of an unkeyed %s (filter_hash %s, migration %s): %w",
+			e.Namespace, e.Op, hash, e.Migration, err)
 	}
 	return keys, nil
+}
+
+// skipUnkeyed counts and logs an unkeyed entry that is skipped: a warning with its namespace,
+// op and filter hash, and the filter itself on a debug line.
+func (w *JournalWorker) skipUnkeyed(e adapters.JournalEntry, msg string, err error) {
+	w.m.keys.WithLabelValues(e.Migration, "skipped_unkeyed").Inc()
+	hash := adapters.FilterHash(e.Filter)
+	args := []any{"migration", e.Migration, "ns", e.Namespace, "op", e.Op, "filter_hash", hash}
+	if err != nil {
+		args = append(args, "err", err)
+	}
+	w.log.Warn(msg, args...)
+	w.debugFilter("filter of a skipped unkeyed journal entry", e, hash)
+}
+
+// debugFilter logs an unkeyed entry's filter, at debug only: it is user data.
+func (w *JournalWorker) debugFilter(msg string, e adapters.JournalEntry, hash string) {
+	w.log.Debug(msg+" (logged at debug only: it is user data)",
+		"migration", e.Migration, "ns", e.Namespace, "op", e.Op, "filter_hash", hash, "filter", e.Filter.String())
 }
 
 // reportLoop reports each migration's lag every LagEvery until ctx ends.

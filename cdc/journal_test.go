@@ -74,12 +74,22 @@ type fixture struct {
 // the binary's FerretDB).
 func newFixture(t *testing.T, seeds []string, newColl *mongo.Collection) *fixture {
 	t.Helper()
+	return newLoggedFixture(t, seeds, newColl, nil)
+}
+
+// newLoggedFixture is newFixture with log as the logger of the engine, the journal and the
+// worker (nil: discarded, or the test's log with -v).
+func newLoggedFixture(t *testing.T, seeds []string, newColl *mongo.Collection, log *slog.Logger) *fixture {
+	t.Helper()
 	ctx := context.Background()
 	n := seq.Add(1)
-	f := &fixture{db: client.Database(fmt.Sprintf("cdc_test_%d", n)), reg: prometheus.NewRegistry()}
-	f.log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
+	f := &fixture{db: client.Database(fmt.Sprintf("cdc_test_%d", n)), reg: prometheus.NewRegistry(), log: log}
+	switch {
+	case f.log != nil:
+	case testing.Verbose():
 		f.log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	default:
+		f.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	t.Cleanup(func() {
 		_ = f.db.Drop(context.Background())

@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
@@ -17,7 +19,8 @@ import (
 
 // Options configure an embedded server. The zero value is valid.
 type Options struct {
-	// Dir holds the SQLite files. Optional; default: a new temporary folder removed by Stop.
+	// Dir holds the SQLite files. Optional; default: a new temporary folder removed by Stop
+	// (or, should the process end without Stop, by a later Start: see tempDirPrefix).
 	Dir string
 	// Addr is the TCP address to listen on. Optional; default "127.0.0.1:0" (any free port).
 	Addr string
@@ -41,7 +44,7 @@ type Server struct {
 func Start(ctx context.Context, opts Options) (*Server, error) {
 	s := &Server{dir: opts.Dir}
 	if s.dir == "" {
-		d, err := os.MkdirTemp("", "tandem-ferretdb-")
+		d, err := newTempDir()
 		if err != nil {
 			return nil, fmt.Errorf("embedded FerretDB: creating data folder: %w", err)
 		}
@@ -117,6 +120,45 @@ func (s *Server) Stop() {
 		<-s.done
 	}
 	s.cleanup()
+}
+
+// tempDirPrefix names the temporary data folders, in os.TempDir(). Each holds the file owner
+// with the pid of the process that made it; Start removes those whose process is gone (a test
+// binary that panicked, timed out or was killed never calls Stop).
+const tempDirPrefix = "tandem-ferretdb-"
+
+// newTempDir removes stale temporary data folders and makes a new one, owned by this process.
+func newTempDir() (string, error) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), tempDirPrefix+"*"))
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, "owner"))
+		if err != nil {
+			continue // being made, or made before owner files: not known to be stale
+		}
+		if pid, err := strconv.Atoi(string(b)); err == nil && pid > 0 && processGone(pid) {
+			_ = os.RemoveAll(d)
+		}
+	}
+	d, err := os.MkdirTemp("", tempDirPrefix)
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(d, "owner"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		_ = os.RemoveAll(d)
+		return "", err
+	}
+	return d, nil
+}
+
+// processGone reports whether no process has the id pid (where that cannot be told, as on
+// Windows, it reports false).
+func processGone(pid int) bool {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return true
+	}
+	defer p.Release()
+	return errors.Is(p.Signal(syscall.Signal(0)), os.ErrProcessDone)
 }
 
 func (s *Server) cleanup() {

@@ -397,7 +397,8 @@ func (w *Writer) flush(parent context.Context, batch []pending) (left []pending,
 }
 
 // record flushes entries once, now; what neither the journal nor the dead letters take is
-// lost, and logged at error with its key or filter.
+// lost, and logged at error with its key, or for an unkeyed entry with its filter's hash
+// (adapters.FilterHash); the filter itself, user data, is logged only at debug.
 func (w *Writer) record(ctx context.Context, entries []pending) (lost int) {
 	for len(entries) > 0 {
 		n := min(len(entries), journalBatch)
@@ -410,9 +411,13 @@ func (w *Writer) record(ctx context.Context, entries []pending) (lost int) {
 			if p.entry.Key != nil {
 				args = append(args, "key", adapters.KeyString(p.entry.Key))
 			} else {
-				args = append(args, "filter", p.entry.Filter.String())
+				args = append(args, "filter_hash", adapters.FilterHash(p.entry.Filter))
 			}
 			w.cfg.Log.Error("journal entry lost: neither the journal nor the dead letters took it", args...)
+			if p.entry.Key == nil {
+				w.cfg.Log.Debug("filter of the lost unkeyed journal entry (logged at debug only: it is user data)",
+					"ns", p.entry.Namespace, "op", p.entry.Op, "filter_hash", adapters.FilterHash(p.entry.Filter), "filter", p.entry.Filter.String())
+			}
 		}
 	}
 	return lost

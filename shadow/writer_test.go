@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,6 +22,7 @@ import (
 	"github.com/tandemdb/tandem/catalog"
 	"github.com/tandemdb/tandem/embedmongo"
 	"github.com/tandemdb/tandem/shadow"
+	"github.com/tandemdb/tandem/testenv"
 )
 
 // recordingJournal is a test double of shadow.Journal (the real one is Kafka, in adapters): it
@@ -365,6 +368,48 @@ func TestWriterUnkeyedJournalDownIsLoggedLost(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "1 journal entries lost")
 	assert.Equal(t, 1.0, writes(t, wf.reg, "unkeyed", "lost"))
+}
+
+// TestWriterLostUnkeyedLogsNoFilterAboveDebug: an unkeyed write that neither the journal nor
+// the dead letters take is logged at error by namespace, op and adapters.FilterHash; its
+// filter, user data, shows in a debug record only (one recorder at info, one at debug).
+func TestWriterLostUnkeyedLogsNoFilterAboveDebug(t *testing.T) {
+	const secret = "ssn-123-45-6789"
+	f := newFixture(t, "fail")
+	info, debug := testenv.NewLogRecorder(slog.LevelInfo), testenv.NewLogRecorder(slog.LevelDebug)
+	journal := &recordingJournal{failing: true}
+	w, err := shadow.NewWriter(shadow.WriterConfig{
+		Engine: f.engine, Journal: journal, Namespace: "d.users", Timeout: 3 * time.Second,
+		Metrics: shadow.NewMetrics(nil), Log: slog.New(slog.NewMultiHandler(info, debug)),
+	})
+	require.NoError(t, err)
+	filter, err := bson.Marshal(bson.D{{Key: "ssn", Value: secret}})
+	require.NoError(t, err)
+	w.Unkeyed(context.Background(), "updateMany", filter)
+	require.ErrorContains(t, w.Close(context.Background()), "1 journal entries lost")
+
+	for _, rec := range info.Records() {
+		assert.NotContains(t, testenv.LogText(rec), secret, "an info-level record shows the filter")
+	}
+	lost, ok := info.Find("journal entry lost: neither the journal nor the dead letters took it")
+	require.True(t, ok, "the lost entry is logged")
+	assert.Equal(t, slog.LevelError, lost.Level)
+	for key, want := range map[string]string{"ns": "d.users", "op": "updateMany", "filter_hash": adapters.FilterHash(filter)} {
+		v, ok := testenv.LogAttr(lost, key)
+		if assert.True(t, ok, "the error has %s: %s", key, testenv.LogText(lost)) {
+			assert.Equal(t, want, v.String(), key)
+		}
+	}
+	var shown []slog.Record
+	for _, rec := range debug.Records() {
+		if strings.Contains(testenv.LogText(rec), secret) {
+			shown = append(shown, rec)
+			assert.Equal(t, slog.LevelDebug, rec.Level, "the filter is shown at debug only: %s", testenv.LogText(rec))
+		}
+	}
+	require.Len(t, shown, 1, "one debug record shows the filter")
+	v, _ := testenv.LogAttr(shown[0], "filter_hash")
+	assert.Equal(t, adapters.FilterHash(filter), v.String(), "the debug record has the error's hash")
 }
 
 func TestWriterCloseDrains(t *testing.T) {

@@ -33,7 +33,8 @@ var ErrKafkaMissing = errors.New("the Kafka broker is not installed (run `make k
 const kafkaStartTimeout = 90 * time.Second
 
 // kafkaJVMOptions keep the broker small and quick to start: it serves a few test topics, and
-// the C1 compiler alone reaches a serving broker sooner than tiered compilation.
+// the C1 compiler alone reaches a serving broker sooner than tiered compilation. Without perf
+// data (-XX:-UsePerfData) the JVM writes no /tmp/hsperfdata_$USER/PID file.
 var kafkaJVMOptions = []string{
 	"-Xms64m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData",
 	"-Djava.awt.headless=true",
@@ -174,16 +175,31 @@ func startKafkaOnce(ctx context.Context, javaBin, lib string) (k *Kafka, err err
 			_ = os.RemoveAll(dir)
 		}
 	}()
+	// Until the broker's pid replaces it, the folder belongs to this process: should it be
+	// killed while formatting, the next start finds the folder stale.
+	pidFile := filepath.Join(dir, "pid")
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return nil, fmt.Errorf("kafka: %w", err)
+	}
 	props := filepath.Join(dir, "server.properties")
 	if err := os.WriteFile(props, []byte(kafkaServerProperties(dir, port, controllerPort)), 0o644); err != nil {
+		return nil, fmt.Errorf("kafka: %w", err)
+	}
+	// The JVM's temporary files — the native libraries that snappy-java, zstd-jni and lz4-java
+	// unpack when a compressed batch arrives — go into the broker's folder, which Stop (or the
+	// next start, after a killed test binary: removeStaleKafkaDirs) removes. By default they go
+	// to /tmp: java.io.tmpdir ignores $TMPDIR, and a killed JVM never deletes them.
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o755); err != nil {
 		return nil, fmt.Errorf("kafka: %w", err)
 	}
 	log4j := filepath.Join(dir, "log4j2.properties")
 	if err := os.WriteFile(log4j, []byte(kafkaLog4j(filepath.Join(dir, "server.log"))), 0o644); err != nil {
 		return nil, fmt.Errorf("kafka: %w", err)
 	}
-	args := append(slices.Clone(kafkaJVMOptions), "-Dlog4j2.configurationFile="+log4j, "-Dkafka.logs.dir="+dir,
-		"-cp", filepath.Join(lib, "*"))
+	args := append(slices.Clone(kafkaJVMOptions), "-Dlog4j2.configurationFile="+log4j, "-Dkafka.logs.dir="+dir)
+	args = append(args, kafkaTempOptions(tmp)...)
+	args = append(args, "-cp", filepath.Join(lib, "*"))
 
 	// Format the log folder: KRaft needs a cluster id and the bootstrap metadata before the first
 	// start. With static voters (controller.quorum.voters) no --standalone is needed.
@@ -221,7 +237,7 @@ func startKafkaOnce(ctx context.Context, javaBin, lib string) (k *Kafka, err err
 		_ = k.cmd.Wait()
 		close(k.done)
 	}()
-	_ = os.WriteFile(filepath.Join(dir, "pid"), []byte(strconv.Itoa(k.PID())), 0o644)
+	_ = os.WriteFile(pidFile, []byte(strconv.Itoa(k.PID())), 0o644)
 	if err := k.waitReady(ctx); err != nil {
 		k.Stop()
 		return nil, err
@@ -229,12 +245,20 @@ func startKafkaOnce(ctx context.Context, javaBin, lib string) (k *Kafka, err err
 	return k, nil
 }
 
+// kafkaTempOptions point the JVM's temporary files into dir: java.io.tmpdir, and the folders
+// into which the compression libraries of the broker unpack their native code (each defaults to
+// java.io.tmpdir, and snappy-java and zstd-jni have their own property besides).
+func kafkaTempOptions(dir string) []string {
+	return []string{"-Djava.io.tmpdir=" + dir, "-Dorg.xerial.snappy.tempdir=" + dir, "-DZstdTempFolder=" + dir}
+}
+
 // kafkaDirPrefix names the temporary folders of brokers, in os.TempDir().
 const kafkaDirPrefix = "tandem-kafka-"
 
 // removeStaleKafkaDirs removes the folders of brokers whose process is gone without a Stop (the
 // test binary was killed, and the kernel killed its broker): those whose pid file names no
-// process. A folder without a pid file is a broker being formatted, and is left alone.
+// process. The pid file names the test binary until the broker starts, the broker after. A
+// folder without a pid file is one being created, and is left alone.
 func removeStaleKafkaDirs() {
 	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), kafkaDirPrefix+"*"))
 	for _, d := range dirs {

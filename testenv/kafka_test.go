@@ -1,11 +1,17 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"maps"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -47,6 +53,82 @@ func TestKafkaServesAndStops(t *testing.T) {
 	_, err = os.Stat(dir)
 	assert.ErrorIs(t, err, os.ErrNotExist, "the data folder is removed")
 	assert.Contains(t, k.Log(), "Kafka Server started", "the log outlives the folder")
+}
+
+// TestKafkaKeepsTemporaryFilesInItsFolder produces a batch in each codec whose library unpacks
+// native code (snappy, lz4, zstd), then reads which files the broker's process has mapped or
+// open: the native libraries come from its own folder's tmp, which Stop removes, nothing comes
+// from /tmp (or $TMPDIR) outside that folder, and there is no perf data file. Looking at the
+// broker's process alone keeps the test apart from what other processes write to /tmp.
+func TestKafkaKeepsTemporaryFilesInItsFolder(t *testing.T) {
+	k := StartKafkaT(t)
+	pid := k.PID()
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d/maps", pid)); err != nil {
+		t.Skipf("no /proc/%d/maps to read the broker's files from: %v", pid, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	adm, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers()...))
+	require.NoError(t, err)
+	defer adm.Close()
+	_, err = kadm.NewClient(adm).CreateTopic(ctx, 1, 1, nil, "compressed")
+	require.NoError(t, err)
+	value := bytes.Repeat([]byte("compressible "), 100)
+	for _, codec := range []kgo.CompressionCodec{kgo.SnappyCompression(), kgo.Lz4Compression(), kgo.ZstdCompression()} {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers()...), kgo.DefaultProduceTopic("compressed"), kgo.ProducerBatchCompression(codec))
+		require.NoError(t, err)
+		require.NoError(t, cl.ProduceSync(ctx, &kgo.Record{Value: value}).FirstErr())
+		cl.Close()
+	}
+
+	own := filepath.Join(k.dir, "tmp") + string(filepath.Separator)
+	files := processFiles(t, pid)
+	for _, lib := range []string{"snappy", "lz4", "zstd"} {
+		found := false
+		for _, f := range files {
+			if strings.Contains(filepath.Base(f), lib) && strings.Contains(f, ".so") {
+				found = true
+				assert.True(t, strings.HasPrefix(f, own), "the %s library is unpacked into the broker's folder (%s), not %s", lib, own, f)
+			}
+		}
+		assert.True(t, found, "the broker loaded the native %s library (a %s batch arrived): %v", lib, lib, files)
+	}
+	for _, tmp := range slices.Compact([]string{"/tmp/", filepath.Clean(os.TempDir()) + string(filepath.Separator)}) {
+		for _, f := range files {
+			if strings.HasPrefix(f, tmp) && !strings.HasPrefix(f, k.dir+string(filepath.Separator)) {
+				t.Errorf("the broker uses %s, in %s but not in its own folder %s", f, tmp, k.dir)
+			}
+		}
+	}
+	u, err := user.Current()
+	require.NoError(t, err)
+	assert.NoFileExists(t, filepath.Join("/tmp", "hsperfdata_"+u.Username, strconv.Itoa(pid)), "the JVM writes no perf data")
+
+	k.Stop()
+	assert.NoDirExists(t, k.dir, "Stop removes the folder, and the unpacked libraries with it")
+}
+
+// processFiles returns the paths of the files that process pid has mapped into memory (its
+// native libraries among them) or open, without a " (deleted)" suffix.
+func processFiles(t *testing.T, pid int) []string {
+	t.Helper()
+	seen := map[string]bool{}
+	mapped, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	require.NoError(t, err)
+	for line := range strings.Lines(string(mapped)) {
+		// address perms offset dev inode path
+		if fields := strings.Fields(line); len(fields) >= 6 && strings.HasPrefix(fields[5], "/") {
+			seen[strings.TrimSuffix(strings.Join(fields[5:], " "), " (deleted)")] = true
+		}
+	}
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	require.NoError(t, err)
+	for _, fd := range fds {
+		if target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil && strings.HasPrefix(target, "/") {
+			seen[strings.TrimSuffix(target, " (deleted)")] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(seen))
 }
 
 func TestKafkaMissing(t *testing.T) {
