@@ -9,8 +9,9 @@ import (
 )
 
 // JournalEntry is one record of the journal of changed keys: a key whose documents must be
-// converged, or a write whose keys the proxy could not name (Key nil, Filter set), which the
-// change-stream path covers.
+// converged, or a write whose keys the proxy could not name (Key nil), which the change-stream
+// path and verification cover. An unkeyed entry carries the write's filter when it had one; an
+// insert without _id has none, and its entry says only that the namespace changed.
 type JournalEntry struct {
 	// Migration names the migration the change belongs to.
 	Migration string `bson:"migration"`
@@ -20,7 +21,8 @@ type JournalEntry struct {
 	Namespace string `bson:"ns"`
 	// Op is the write command: insert, update, delete or findAndModify.
 	Op string `bson:"op"`
-	// Filter is the write's filter when it named no key. It is user data: log FilterHash at
+	// Filter is the write's filter when it named no key; empty when the write had none (an
+	// insert without _id). It is user data: log FilterHash at
 	// info level and above, the filter itself only at debug.
 	Filter bson.Raw `bson:"filter,omitempty"`
 	// Reason says why the entry was journaled: "queue_full", "converge_failed", "unkeyed_write".

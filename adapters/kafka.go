@@ -240,8 +240,6 @@ func checkEntry(e JournalEntry) error {
 	switch {
 	case e.Migration == "":
 		return errors.New("no migration")
-	case e.Key == nil && len(e.Filter) == 0:
-		return errors.New("neither a key nor a filter")
 	case e.Key == nil && e.Namespace == "":
 		return errors.New("an unkeyed entry needs a namespace")
 	case e.At.IsZero():

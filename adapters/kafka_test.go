@@ -211,7 +211,7 @@ func testKafkaJournalAppendRefusesInvalidEntries(t *testing.T, seeds []string) {
 		want  string
 	}{
 		{"no migration", JournalEntry{Key: "k", Namespace: "db.c", At: now}, "no migration"},
-		{"no key nor filter", JournalEntry{Migration: "m", Namespace: "db.c", At: now}, "neither a key nor a filter"},
+		{"no key, no filter, no namespace", JournalEntry{Migration: "m", At: now}, "needs a namespace"},
 		{"unkeyed without namespace", JournalEntry{Migration: "m", Filter: bson.Raw(mustMarshal(t, bson.D{{Key: "a", Value: 1}})), At: now}, "needs a namespace"},
 		{"filter not BSON", JournalEntry{Migration: "m", Namespace: "db.c", Filter: bson.Raw{1, 2, 3}, At: now}, "filter is not a BSON document"},
 		{"key not encodable", JournalEntry{Migration: "m", Key: make(chan int), Namespace: "db.c", At: now}, "encoding BSON"},
@@ -259,8 +259,10 @@ func testKafkaJournalRoundTrip(t *testing.T, seeds []string) {
 	}
 	filter := bson.Raw(mustMarshal(t, bson.D{{Key: "status", Value: "old"}}))
 	unkeyed := JournalEntry{Migration: "users", Namespace: "db.users", Op: "update", Filter: filter, Reason: "unkeyed_write", At: base}
-	require.NoError(t, j.Append(ctx, unkeyed, entryFor("orders", "a", "delete", base)))
-	want = append(want, unkeyed, entryFor("orders", "a", "delete", base))
+	// An insert without _id: unkeyed, and no filter either. It must not make its batch fail.
+	noFilter := JournalEntry{Migration: "users", Namespace: "db.users", Op: "insert", Reason: "unkeyed_write", At: base}
+	require.NoError(t, j.Append(ctx, unkeyed, noFilter, entryFor("orders", "a", "delete", base)))
+	want = append(want, unkeyed, noFilter, entryFor("orders", "a", "delete", base))
 
 	// Records that are not journal entries: not BSON, another format version, a bad entry.
 	raw, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(j.Topic()))

@@ -250,7 +250,8 @@ func (c *Comparer) recheck(ctx context.Context, key adapters.Key, ks string, cap
 // mismatch counts, records and repairs a difference that survived the recheck.
 func (c *Comparer) mismatch(ctx context.Context, key adapters.Key, ks string, diff []string) {
 	c.compared(true)
-	c.cfg.Log.Warn("shadow read mismatch", "migration", c.cfg.Migration, "key", ks, "diff", diff)
+	c.cfg.Log.Warn("shadow read mismatch", "migration", c.cfg.Migration, "key", ks, "paths", transform.DiffPaths(diff))
+	c.cfg.Log.Debug("shadow read mismatch: the difference, logged at debug only: it is user data", "migration", c.cfg.Migration, "key", ks, "diff", diff)
 	id, recErr := c.cfg.Mismatches.RecordMismatch(ctx, catalog.Mismatch{
 		Migration: c.cfg.Migration, Key: key, Source: SourceShadowRead, Diff: diff,
 	})

@@ -2,6 +2,7 @@ package shadow_test
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/tandemdb/tandem/adapters"
 	"github.com/tandemdb/tandem/shadow"
+	"github.com/tandemdb/tandem/testenv"
 	"github.com/tandemdb/tandem/transform"
 )
 
@@ -260,4 +262,41 @@ func TestReadNew(t *testing.T) {
 	require.NoError(t, err)
 	_, err = forwardOnly.ReadNew(ctx, keys)
 	assert.ErrorIs(t, err, shadow.ErrNoReverse)
+}
+
+// TestComparerMismatchLogsNoValuesAboveDebug: the warning names the differing paths; the
+// values (user data) are logged at debug only.
+func TestComparerMismatchLogsNoValuesAboveDebug(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, "fail")
+	info, debug := testenv.NewLogRecorder(slog.LevelInfo), testenv.NewLogRecorder(slog.LevelDebug)
+	c, err := shadow.NewComparer(shadow.ComparerConfig{
+		Engine: f.engine, Mismatches: f.cat, Metrics: shadow.NewMetrics(prometheus.NewRegistry()),
+		Log: slog.New(slog.NewMultiHandler(info, debug)),
+	})
+	require.NoError(t, err)
+	f.seedConverged(t, "c1", 30)
+	require.NoError(t, f.new.Upsert(ctx, bson.D{
+		{Key: "_id", Value: "c1"}, {Key: "profile", Value: bson.D{{Key: "name", Value: "WRONG-VALUE"}}},
+		{Key: "age", Value: int64(30)}, {Key: "v", Value: int32(2)},
+	}))
+	require.True(t, c.Submit([]bson.Raw{f.readOld(t, "c1")}))
+	require.NoError(t, c.Close(ctx))
+
+	_, ok := info.Find("shadow read mismatch")
+	require.True(t, ok, "the mismatch is logged at warn")
+	for _, r := range info.Records() {
+		text := testenv.LogText(r)
+		assert.NotContains(t, text, "WRONG-VALUE", "a value at info or above: %s", text)
+		if r.Message == "shadow read mismatch" {
+			assert.Contains(t, text, "profile.name")
+		}
+	}
+	var atDebug string
+	for _, r := range debug.Records() {
+		if r.Level == slog.LevelDebug {
+			atDebug += testenv.LogText(r)
+		}
+	}
+	assert.Contains(t, atDebug, "WRONG-VALUE")
 }

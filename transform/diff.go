@@ -2,6 +2,7 @@ package transform
 
 import (
 	"fmt"
+	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
@@ -13,6 +14,20 @@ import (
 func Diff(want, got bson.D) []string {
 	var out []string
 	diffDocs("", want, got, &out)
+	return out
+}
+
+// DiffPaths returns the paths of Diff's lines ("profile.age", "status"), without the values,
+// which are user data: what a log line at info level and above may show of a difference.
+// A line that names no path (a verifier's "missing in the new store") is kept whole.
+func DiffPaths(diff []string) []string {
+	out := make([]string, len(diff))
+	for i, l := range diff {
+		if j := strings.Index(l, ": "); j >= 0 {
+			l = l[:j]
+		}
+		out[i] = l
+	}
 	return out
 }
 

@@ -211,7 +211,8 @@ func (r *run) confirm(ctx context.Context, key adapters.Key, ks string, o outcom
 	}
 	r.mu.Unlock()
 	r.sample(ks + ": " + strings.Join(o.diff, "; "))
-	r.log.Warn("verification mismatch", "key", ks, "diff", o.diff)
+	r.log.Warn("verification mismatch", "key", ks, "paths", transform.DiffPaths(o.diff))
+	r.log.Debug("verification mismatch: the difference, logged at debug only: it is user data", "key", ks, "diff", o.diff)
 
 	id, recErr := r.cfg.Catalog.RecordMismatch(ctx, catalog.Mismatch{
 		Migration: r.cfg.Migration, Key: key, Source: SourceVerify, Diff: o.diff,

@@ -3,6 +3,7 @@ package verify_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"github.com/tandemdb/tandem/adapters"
 	"github.com/tandemdb/tandem/catalog"
 	"github.com/tandemdb/tandem/flags"
+	"github.com/tandemdb/tandem/testenv"
 	"github.com/tandemdb/tandem/verify"
 )
 
@@ -397,4 +399,39 @@ func TestInvalidConfigSavesNothing(t *testing.T) {
 	reports, err := f.cat.Reports(context.Background(), migration, catalog.ReportKindVerify, 0)
 	require.NoError(t, err)
 	assert.Empty(t, reports)
+}
+
+// TestMismatchLogsNoValuesAboveDebug: a mismatch's warning names the differing paths, never the
+// documents' values, which are user data; the difference itself is logged at debug only.
+func TestMismatchLogsNoValuesAboveDebug(t *testing.T) {
+	f := newFixture(t)
+	f.breakSome(t)
+	info, debug := testenv.NewLogRecorder(slog.LevelInfo), testenv.NewLogRecorder(slog.LevelDebug)
+	cfg := f.config()
+	cfg.Logger = slog.New(slog.NewMultiHandler(info, debug))
+	_, err := verify.Run(context.Background(), cfg)
+	require.NoError(t, err)
+
+	rec, ok := info.Find("verification mismatch")
+	require.True(t, ok, "a mismatch is logged at warn")
+	var warned []string
+	for _, r := range info.Records() {
+		text := testenv.LogText(r)
+		assert.NotContains(t, text, "Someone Else", "a value in a record at info or above: %s", text)
+		assert.NotContains(t, text, "forty", "a value in a record at info or above: %s", text)
+		if r.Message == "verification mismatch" {
+			warned = append(warned, text)
+		}
+	}
+	assert.Contains(t, strings.Join(warned, ""), "profile.full_name", "the warning names the differing path")
+	paths, ok := testenv.LogAttr(rec, "paths")
+	require.True(t, ok)
+	assert.NotEmpty(t, paths.String())
+	var atDebug string
+	for _, r := range debug.Records() {
+		if r.Level == slog.LevelDebug {
+			atDebug += testenv.LogText(r)
+		}
+	}
+	assert.Contains(t, atDebug, "Someone Else", "the difference is logged at debug")
 }
