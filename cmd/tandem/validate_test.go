@@ -111,3 +111,22 @@ func TestValidateSampleFindsRoundTripProblems(t *testing.T) {
 	require.NoError(t, err, out)
 	assert.Contains(t, out, "2 round-trip exactly, 0 differ, 0 fail")
 }
+
+// TestValidateFindsPathConflictsWithoutSample: a step that writes a path an earlier step moved
+// away is found from the spec alone, with its line and both steps named.
+func TestValidateFindsPathConflictsWithoutSample(t *testing.T) {
+	spec := filepath.Join(t.TempDir(), "conflict.yaml")
+	require.NoError(t, os.WriteFile(spec, []byte(`name: conflict
+source:
+  mongodb: {uri: "mongodb://127.0.0.1:1/", database: d, collection: c}
+target:
+  mongodb: {uri: "mongodb://127.0.0.1:1/", database: d, collection: c2}
+forward:
+  - move: {from: email, to: profile.email}
+  - set: {path: email, value: "x"}
+`), 0o600))
+	out, err := runTandem(t, "validate", spec)
+	require.ErrorIs(t, err, errProblems)
+	assert.Contains(t, out, "conflict.yaml:8:")
+	assert.Contains(t, out, "forward[1].set.path: path conflict: forward[0] moved email away")
+}
