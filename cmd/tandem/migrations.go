@@ -197,8 +197,10 @@ type migrationStack struct {
 	evaluator *flags.Evaluator
 }
 
-// startMigrations builds and starts everything the proxy needs for the migrations in o. The old
-// store of every migration is read through upstreamURI, the deployment the proxy forwards to.
+// startMigrations builds and starts everything the proxy needs for the migrations in o: the
+// catalog, the journal and the flags, shared by every migration, then a migration.Runner per
+// spec, the journal worker, and the admin API. The old store of every migration is read
+// through upstreamURI, the deployment the proxy forwards to.
 func startMigrations(ctx context.Context, o *migrationOptions, upstreamURI string, reg prometheus.Registerer, log *slog.Logger) (_ *migrationStack, err error) {
 	token, err := o.adminToken()
 	if err != nil {
@@ -215,10 +217,31 @@ func startMigrations(ctx context.Context, o *migrationOptions, upstreamURI strin
 			_ = ms.close(context.Background())
 		}
 	}()
-	who := fmt.Sprintf("tandem proxy %s", processName())
+	oldClient, err := ms.openCatalog(ctx, o, upstreamURI)
+	if err != nil {
+		return nil, err
+	}
+	journal, err := ms.openJournal(ctx, o, reg, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := ms.openFlags(ctx, o, reg, log); err != nil {
+		return nil, err
+	}
+	if err := ms.addRunners(ctx, o, specs, oldClient, journal, reg, log); err != nil {
+		return nil, err
+	}
+	if err := ms.start(runCtx, o, journal, reg, log); err != nil {
+		return nil, err
+	}
+	ms.api = admin.NewHandler(admin.Config{Flags: ms.manager, Token: token, Logger: log, Verify: ms.verify, Status: ms.status})
+	return ms, nil
+}
 
-	// The old store, through the upstream (connected lazily: the proxy starts while the
-	// upstream is down); the catalog, on --catalog or the upstream, must answer now.
+// openCatalog connects the old store's client, through the upstream (lazily: the proxy starts
+// while the upstream is down), and opens the catalog, on --catalog or the upstream, which must
+// answer now.
+func (ms *migrationStack) openCatalog(ctx context.Context, o *migrationOptions, upstreamURI string) (*mongo.Client, error) {
 	oldClient, err := mongo.Connect(options.Client().ApplyURI(upstreamURI))
 	if err != nil {
 		return nil, usagef("--upstream %s: %s", redactURI(upstreamURI), scrub(err.Error(), upstreamURI))
@@ -238,8 +261,13 @@ func startMigrations(ctx context.Context, o *migrationOptions, upstreamURI strin
 	if ms.catalog, err = catalog.Open(openCtx, catClient, catalog.WithDatabase(o.catalogDB)); err != nil {
 		return nil, fmt.Errorf("opening the catalog (database %s on %s): %w", o.catalogDB, redactURI(catalogURI), err)
 	}
+	return oldClient, nil
+}
 
-	// The journal.
+// openJournal opens the journal (an in-process Kafka with --journal-embedded) and makes sure
+// its topic exists.
+func (ms *migrationStack) openJournal(ctx context.Context, o *migrationOptions, reg prometheus.Registerer, log *slog.Logger) (*adapters.KafkaJournal, error) {
+	var err error
 	brokers := o.brokers()
 	if o.journalEmbedded {
 		if ms.cluster, err = kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(o.partitions), o.journalTopic)); err != nil {
@@ -265,28 +293,35 @@ func startMigrations(ctx context.Context, o *migrationOptions, upstreamURI strin
 		}
 		return nil, fmt.Errorf("the journal (--kafka-brokers %s): %s", strings.Join(brokers, ","), oneLine(err.Error()))
 	}
+	return journal, nil
+}
 
-	// Flags: the manager (changes, gates) and the provider every request is steered by.
+// openFlags builds the flags manager (changes, gates) and the provider and evaluator every
+// request and every runner is steered by.
+func (ms *migrationStack) openFlags(ctx context.Context, o *migrationOptions, reg prometheus.Registerer, log *slog.Logger) error {
+	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var err error
 	ms.manager = flags.NewManager(ms.catalog, flags.WithGates(o.gates), flags.WithReverseCheck(ms.reverseCheck))
 	var provider openfeature.FeatureProvider
 	if o.flagsProvider == "flagd" {
 		// Flags come from the file; the catalog still holds specs, audit and gates, but the
 		// admin API's flag changes do not reach this proxy.
 		if provider, err = flags.NewFlagdProvider(o.flagdFile); err != nil {
-			return nil, usageError{err}
+			return usageError{err}
 		}
 		log.Warn("flags come from a flagd file: flag changes made through the admin API do not steer this proxy", "file", o.flagdFile)
 	} else {
 		p, err := flags.NewProvider(ms.catalog, flags.WithPollInterval(o.flagsPoll), flags.WithLogger(log), flags.WithMetrics(reg))
 		if err != nil {
-			return nil, err
+			return err
 		}
 		provider = p
 	}
 	domain := "tandem-proxy-" + processName() + "-" + bson.NewObjectID().Hex()
 	ofClient, err := flags.Register(openCtx, domain, provider)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	ms.onClose(func(context.Context) error {
 		// Only this proxy's provider: openfeature.Shutdown would stop every domain's.
@@ -297,47 +332,57 @@ func startMigrations(ctx context.Context, o *migrationOptions, upstreamURI strin
 	})
 	ms.evaluator = flags.NewEvaluator(ofClient)
 	ms.onClose(func(context.Context) error { ms.evaluator.Close(); return nil })
+	return nil
+}
 
-	// A runner per migration; the proxy routes each migration's namespace through its runner.
+// addRunners registers each spec in the catalog, opens its new store and builds its runner,
+// then the proxy's routes through them.
+func (ms *migrationStack) addRunners(ctx context.Context, o *migrationOptions, specs []*transform.Spec, oldClient *mongo.Client,
+	journal shadow.Journal, reg prometheus.Registerer, log *slog.Logger) error {
+	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	who := fmt.Sprintf("tandem proxy %s", processName())
 	shadowMetrics := shadow.NewMetrics(reg)
 	var routes []*proxy.Migration
 	for _, spec := range specs {
 		if spec.Source.Kind != transform.StoreMongoDB || spec.Key.Source != "_id" {
-			return nil, usagef("spec %s: the proxy takes part only in migrations from a MongoDB collection keyed by _id", spec.File)
+			return usagef("spec %s: the proxy takes part only in migrations from a MongoDB collection keyed by _id", spec.File)
 		}
 		if _, dup := ms.byName[spec.Name]; dup {
-			return nil, usagef("spec %s: migration %s is named twice", spec.File, spec.Name)
+			return usagef("spec %s: migration %s is named twice", spec.File, spec.Name)
 		}
 		if _, err := ms.catalog.RegisterSpec(openCtx, spec.Name, spec.Version, spec.Redacted(), who); err != nil {
-			return nil, fmt.Errorf("registering %s in the catalog: %w", spec.Name, err)
+			return fmt.Errorf("registering %s in the catalog: %w", spec.Name, err)
 		}
 		newStore, err := openTarget(ctx, spec, o.connectTimeout)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		ms.onClose(func(ctx context.Context) error { return newStore.Close(ctx) })
 		r, err := migration.New(o.runnerConfig(spec, oldClient, newStore, ms, journal, shadowMetrics, log))
 		if err != nil {
 			if errors.Is(err, migration.ErrInvalidConfig) {
-				return nil, usageError{err}
+				return usageError{err}
 			}
-			return nil, err
+			return err
 		}
 		ms.runners = append(ms.runners, r)
 		ms.byName[spec.Name] = r
 		routes = append(routes, r.Route())
 	}
-	if ms.routes, err = proxy.NewRoutes(ms.evaluator, o.tenant, routes...); err != nil {
-		return nil, err
-	}
+	var err error
+	ms.routes, err = proxy.NewRoutes(ms.evaluator, o.tenant, routes...)
+	return err
+}
 
-	// The journal worker serves every migration of this process (migration.NewJournalWorker).
+// start runs the journal worker (unless --journal-worker=false) and every runner.
+func (ms *migrationStack) start(runCtx context.Context, o *migrationOptions, journal *adapters.KafkaJournal, reg prometheus.Registerer, log *slog.Logger) error {
 	if o.journalWorker {
 		path, err := migration.NewJournalWorker(migration.JournalConfig{
 			Journal: journal, LagReporter: ms.catalog, Metrics: cdc.NewWorkerMetrics(reg), Logger: log,
 		}, ms.runners...)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		ms.worker = migration.NewSupervisor(path, migration.Backoff{}, log)
 		for _, r := range ms.runners {
@@ -354,8 +399,7 @@ func startMigrations(ctx context.Context, o *migrationOptions, upstreamURI strin
 			}
 		}()
 	}
-	ms.api = admin.NewHandler(admin.Config{Flags: ms.manager, Token: token, Logger: log, Verify: ms.verify, Status: ms.status})
-	return ms, nil
+	return nil
 }
 
 // runnerConfig is the migration.Config of spec under these options.
