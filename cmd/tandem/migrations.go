@@ -394,7 +394,7 @@ func (ms *migrationStack) start(runCtx context.Context, o *migrationOptions, jou
 		ms.wg.Add(1)
 		go func() {
 			defer ms.wg.Done()
-			if err := r.Run(runCtx); err != nil {
+			if err := r.Run(runCtx); err != nil && !errors.Is(err, migration.ErrClosed) {
 				log.Error("migration runner stopped", "migration", r.Name(), "err", err)
 			}
 		}()
