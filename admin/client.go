@@ -14,6 +14,7 @@ import (
 
 	"github.com/tandemdb/tandem/catalog"
 	"github.com/tandemdb/tandem/flags"
+	"github.com/tandemdb/tandem/migration"
 )
 
 // Client calls the admin API. It is safe for concurrent use once built.
@@ -108,6 +109,14 @@ func (c *Client) Cutover(ctx context.Context, migration, reason string) (Cutover
 func (c *Client) Verify(ctx context.Context, migration string, repair bool) (catalog.VerifySummary, error) {
 	var out catalog.VerifySummary
 	err := c.do(ctx, http.MethodPost, migration, "verify", nil, VerifyRequest{Repair: repair}, &out)
+	return out, err
+}
+
+// Status returns how the proxy running a migration sees it: its phase, the policy it computed
+// from the flags, and each path's state.
+func (c *Client) Status(ctx context.Context, name string) (migration.Status, error) {
+	var out migration.Status
+	err := c.do(ctx, http.MethodGet, name, "status", nil, nil, &out)
 	return out, err
 }
 

@@ -1,6 +1,6 @@
 // Package admin is tandem's HTTP admin API for migration flags: read them and their history,
-// change them, advance the phase, cut over (gated) and roll back (never gated), and the Client
-// the CLI uses to call it.
+// change them, advance the phase, cut over (gated) and roll back (never gated), run a
+// verification, read the migration runtime's status, and the Client the CLI uses to call it.
 //
 // Reads are open to anyone who can reach the listener; every state-changing call needs
 // "Authorization: Bearer TOKEN". A handler built without a token refuses every state-changing
@@ -27,6 +27,7 @@ import (
 
 	"github.com/tandemdb/tandem/catalog"
 	"github.com/tandemdb/tandem/flags"
+	"github.com/tandemdb/tandem/migration"
 )
 
 // Flags is what the handler needs of a flags.Manager.
@@ -57,6 +58,10 @@ type Config struct {
 	// repair is set) and returns its summary, which the cutover gate reads. Optional; without
 	// it POST /v1/migrations/{name}/verify answers 501.
 	Verify func(ctx context.Context, migration string, repair bool) (catalog.VerifySummary, error)
+	// Status reports a migration as the runtime running it sees it (migration.Runner.Status:
+	// phase, policy, every path's state), or an error wrapping catalog.ErrNotFound when this
+	// server does not run it. Optional; without it GET /v1/migrations/{name}/status answers 501.
+	Status func(ctx context.Context, name string) (migration.Status, error)
 }
 
 // MaxBodyBytes is the largest request body the handler reads; a larger one gets 413.
@@ -76,7 +81,7 @@ func NewHandler(cfg Config) http.Handler {
 	if cfg.Flags == nil {
 		panic("admin.NewHandler: Config.Flags is required")
 	}
-	h := &handler{flags: cfg.Flags, log: cfg.Logger, who: cfg.Who, verify: cfg.Verify}
+	h := &handler{flags: cfg.Flags, log: cfg.Logger, who: cfg.Who, verify: cfg.Verify, status: cfg.Status}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -90,6 +95,7 @@ func NewHandler(cfg Config) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/v1/migrations/{name}/flags", methods{http.MethodGet: h.getFlags, http.MethodPost: h.write(h.setFlags)})
 	mux.Handle("/v1/migrations/{name}/history", methods{http.MethodGet: h.history})
+	mux.Handle("/v1/migrations/{name}/status", methods{http.MethodGet: h.getStatus})
 	mux.Handle("/v1/migrations/{name}/phase", methods{http.MethodPost: h.write(h.advance)})
 	mux.Handle("/v1/migrations/{name}/cutover", methods{http.MethodPost: h.write(h.cutover)})
 	mux.Handle("/v1/migrations/{name}/rollback", methods{http.MethodPost: h.write(h.rollback)})
@@ -102,6 +108,7 @@ func NewHandler(cfg Config) http.Handler {
 
 type handler struct {
 	verify   func(ctx context.Context, migration string, repair bool) (catalog.VerifySummary, error)
+	status   func(ctx context.Context, name string) (migration.Status, error)
 	flags    Flags
 	log      *slog.Logger
 	who      func(*http.Request) (string, error)
@@ -394,6 +401,20 @@ func (h *handler) rollback(w http.ResponseWriter, r *http.Request, c change) {
 	}
 	h.log.Warn("admin: rolled back", "migration", c.migration, "to", v.Phase, "who", c.who, "why", req.Reason, "revision", v.Revision)
 	writeJSON(w, http.StatusOK, v)
+}
+
+// getStatus answers with the runtime's status of a migration. It reads memory only.
+func (h *handler) getStatus(w http.ResponseWriter, r *http.Request) {
+	if h.status == nil {
+		writeError(w, http.StatusNotImplemented, CodeBadRequest, "migration status is not available on this server (it runs on a proxy started with --spec)", nil)
+		return
+	}
+	st, err := h.status(r.Context(), r.PathValue("name"))
+	if err != nil {
+		h.fail(w, r, err, nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
 }
 
 // runVerify runs a full verification. It changes no flag, but it writes mismatches, repairs

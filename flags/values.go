@@ -40,8 +40,10 @@ func previousPhase(p string) string {
 }
 
 // readsNewAllowed reports whether read_source=new is allowed in phase p: only once the new
-// store has authority.
-func readsNewAllowed(p string) bool { return p == PhaseCutover || p == PhaseFinalized }
+// store has authority, as the phase table (PolicyFor) says.
+func readsNewAllowed(p string) bool {
+	return PolicyFor(Values{Phase: p, ReadSource: ReadNew}).ReadsFromNew
+}
 
 // canonical checks one flag's value and returns it in the form the catalog stores. The error
 // names the flag and lists what it accepts.

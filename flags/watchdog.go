@@ -49,9 +49,9 @@ const watchdogBuckets = 10
 
 // Watchdog rolls a migration back on its own when the new store misbehaves: when, over the
 // window, the share of shadow reads that mismatched or of new-store operations that failed
-// exceeds its limit with at least MinSamples behind it. It acts only in phases dual and
-// cutover, through Manager.Rollback (one step back), so the rollback is audited with the
-// numbers as its reason; after acting it starts a new window.
+// exceeds its limit with at least MinSamples behind it. It acts only in the phases whose Policy
+// runs PathWatchdog (dual and cutover), through Manager.Rollback (one step back), so the
+// rollback is audited with the numbers as its reason; after acting it starts a new window.
 //
 // ShadowRead and NewStoreOp only add to atomic counters and may be called from any number of
 // goroutines on hot paths.
@@ -205,7 +205,7 @@ func (w *Watchdog) Check(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("watchdog for %s: reading flags: %w", w.cfg.Migration, err)
 	}
-	if v.Phase != PhaseDual && v.Phase != PhaseCutover {
+	if !PolicyFor(v).Runs(PathWatchdog) {
 		w.clear()
 		return false, nil
 	}

@@ -21,25 +21,31 @@ import (
 	"github.com/tandemdb/tandem/flags"
 )
 
-// What the proxy does on a migrated namespace, by phase (see flags/README.md):
+// What the proxy does on a migrated namespace, by phase (see flags/README.md). The proxy reads
+// it from the flags' Policy (flags.PolicyFor, the phase table as code), computed once per flag
+// generation and connection, and compares no phase names itself:
 //
-//   - every phase but off: each write is forwarded to the old store unchanged; the keys it
+//   - WriteConverge none (off): the proxy only forwards.
+//   - every other phase: each write is forwarded to the old store unchanged; the keys it
 //     touches (from the request and its reply) are converged to the new store. A statement
 //     whose filter names no _id is journaled, so the change-stream path closes the gap.
-//   - shadow: converged asynchronously, after the client has its reply.
-//   - dual, cutover, finalized: the keys matching an unkeyed statement's filter are read before
-//     the write, and every key is converged before the client gets its reply. When that
-//     converge fails, the keys are journaled (they converge when the new store is back) and
-//     the client sees: in dual, the reply of the old store, unchanged (the old store is the
-//     system of record); in cutover and finalized, that reply with a writeConcernError
-//     (code 64, WriteConcernFailed) saying the write is in the old store but not yet in the new.
-//   - write_block: writes fail with NotWritablePrimary and the RetryableWriteError label, so
-//     drivers retry them; unacknowledged (w:0) writes close the connection instead.
-//   - read_source=new (cutover, finalized): a find that only looks documents up by _id is
-//     answered from the new store, reverse-transformed; every other read goes to old, and so
-//     does a look-up of a key whose converge failed on this proxy in the last minute.
-//   - shadow_read_percent: that share of finds is compared against the new store off the
-//     request path.
+//   - WriteConverge async (shadow): converged after the client has its reply.
+//   - WriteConverge sync (dual, cutover, finalized): the keys matching an unkeyed statement's
+//     filter are read before the write, and every key is converged before the client gets its
+//     reply. When that converge fails, the keys are journaled (they converge when the new
+//     store is back) and the client sees, by OnConvergeFailure: old_reply (dual), the reply of
+//     the old store, unchanged (the old store is the system of record); write_concern_error
+//     (cutover, finalized), that reply with a writeConcernError (code 64, WriteConcernFailed)
+//     saying the write is in the old store but not yet in the new.
+//   - BlockWrites (write_block): writes fail with NotWritablePrimary and the
+//     RetryableWriteError label, so drivers retry them; unacknowledged (w:0) writes close the
+//     connection instead.
+//   - ReadsFromNew (read_source=new in cutover, finalized): a find that only looks documents
+//     up by _id is answered from the new store, reverse-transformed; every other read goes to
+//     old, and so does a look-up of a key whose converge failed on this proxy in the last
+//     minute.
+//   - ShadowReadPercent (shadow_read_percent): that share of finds is compared against the new
+//     store off the request path.
 
 // ShadowWriter converges the keys a write touched (shadow.Writer). The proxy calls it no more
 // once Server.Shutdown or Server.Close has returned, deferred converges included, so a writer
@@ -222,26 +228,26 @@ func (r *Routes) bindMetrics(m *Metrics) {
 
 func (rt *route) count(action string) { rt.actions[action].Inc() }
 
-// cachedFlags are a connection's last evaluation of one migration's flags.
+// cachedFlags are a connection's last evaluation of one migration's flags, and their policy.
 type cachedFlags struct {
-	gen  uint64
-	ok   bool
-	vals flags.Values
+	gen uint64
+	ok  bool
+	pol flags.Policy
 }
 
 // interception is what the reply loop must do for a request on a migrated namespace.
 type interception struct {
 	r      *route
-	vals   flags.Values
+	pol    flags.Policy
 	op     string
 	keys   []adapters.Key
 	sync   bool // converge before the client gets the reply
 	sample bool // compare the find reply against the new store
 }
 
-// flagsFor returns the flags for rt on this connection, evaluating them only when the flag
-// source changed since the last evaluation.
-func (c *conn) flagsFor(ctx context.Context, rt *route) flags.Values {
+// policyFor returns the policy of rt's flags on this connection, evaluating the flags and
+// computing the policy only when the flag source changed since the last evaluation.
+func (c *conn) policyFor(ctx context.Context, rt *route) flags.Policy {
 	rs := c.s.cfg.routes
 	if c.flagCache == nil {
 		c.flagCache = make([]cachedFlags, len(rs.all))
@@ -249,13 +255,13 @@ func (c *conn) flagsFor(ctx context.Context, rt *route) flags.Values {
 	gen := rs.flags.Generation()
 	cf := &c.flagCache[rt.idx]
 	if !cf.ok || cf.gen != gen {
-		cf.vals = rs.flags.Evaluate(ctx, flags.Context{
+		cf.pol = flags.PolicyFor(rs.flags.Evaluate(ctx, flags.Context{
 			Migration: rt.m.Name, Database: rt.m.Database, Collection: rt.m.Collection,
 			App: c.app, Tenant: rs.tenant,
-		})
+		}))
 		cf.gen, cf.ok = gen, true
 	}
-	return cf.vals
+	return cf.pol
 }
 
 // errBlockedUnacknowledged ends a connection that sent an unacknowledged write while writes
@@ -277,11 +283,11 @@ func (c *conn) intercept(ctx context.Context, rt *route, msg *Message, requestID
 }
 
 func (c *conn) interceptWrite(ctx context.Context, rt *route, msg *Message, requestID int32) (*interception, bool, error) {
-	v := c.flagsFor(ctx, rt)
-	if v.Phase == flags.PhaseOff || v.Phase == "" {
+	p := c.policyFor(ctx, rt)
+	if p.WriteConverge == flags.ConvergeNone {
 		return nil, false, nil
 	}
-	if v.WriteBlock {
+	if p.BlockWrites {
 		rt.count(actWriteBlocked)
 		if msg.MoreToCome() {
 			return nil, false, errBlockedUnacknowledged
@@ -299,7 +305,7 @@ func (c *conn) interceptWrite(ctx context.Context, rt *route, msg *Message, requ
 		c.log.Warn("write on a migrated collection not understood; forwarded unchanged", "migration", rt.m.Name, "err", err)
 		return nil, false, nil
 	}
-	ic := &interception{r: rt, vals: v, op: wi.op, sync: v.Phase != flags.PhaseShadow}
+	ic := &interception{r: rt, pol: p, op: wi.op, sync: p.WriteConverge == flags.ConvergeSync}
 	for _, rv := range wi.keys {
 		k, err := keyValue(rv)
 		if err != nil {
@@ -363,8 +369,8 @@ func (c *conn) interceptFind(ctx context.Context, rt *route, msg *Message, reque
 	if msg.MoreToCome() {
 		return nil, false, nil
 	}
-	v := c.flagsFor(ctx, rt)
-	if v.ReadSource == flags.ReadNew && (v.Phase == flags.PhaseCutover || v.Phase == flags.PhaseFinalized) && rt.m.New != nil {
+	p := c.policyFor(ctx, rt)
+	if p.ReadsFromNew && rt.m.New != nil {
 		if kl, ok := parseKeyLookup(msg); ok {
 			if reply, ok := c.readNew(ctx, rt, kl, requestID); ok {
 				rt.count(actReadNew)
@@ -373,9 +379,8 @@ func (c *conn) interceptFind(ctx context.Context, rt *route, msg *Message, reque
 			rt.count(actReadFallback)
 		}
 	}
-	if v.ShadowReadPercent > 0 && v.Phase != flags.PhaseOff && rt.m.Reader != nil &&
-		rand.Float64()*100 < v.ShadowReadPercent {
-		return &interception{r: rt, vals: v, op: "find", sample: true}, false, nil
+	if p.ShadowReadPercent > 0 && rt.m.Reader != nil && rand.Float64()*100 < p.ShadowReadPercent {
+		return &interception{r: rt, pol: p, op: "find", sample: true}, false, nil
 	}
 	return nil, false, nil
 }
@@ -472,13 +477,13 @@ func (c *conn) beforeReply(ctx context.Context, ic *interception, msg *Message, 
 		// The reply is still rewritten below: a forced shutdown ends ctx just before it
 		// closes the connection, and the reply may yet reach the client.
 		c.log.Info("connection closing while converging a write before its reply; its keys are journaled",
-			"migration", rt.m.Name, "phase", ic.vals.Phase, "keys", len(keys))
+			"migration", rt.m.Name, "phase", ic.pol.Phase, "keys", len(keys))
 	} else {
 		c.log.Warn("converging a write before its reply failed; its keys are journaled",
-			"migration", rt.m.Name, "phase", ic.vals.Phase, "keys", len(keys), "err", err)
+			"migration", rt.m.Name, "phase", ic.pol.Phase, "keys", len(keys), "err", err)
 	}
-	if ic.vals.Phase == flags.PhaseDual {
-		return out
+	if ic.pol.OnConvergeFailure != flags.FailureWriteConcernError {
+		return out // the old store's reply, unchanged
 	}
 	rewritten, rerr := withWriteConcernError(c.replyBuf, h, msg,
 		"tandem proxy: the write is in the old store but not yet in the new one (it will converge from the journal): "+err.Error())

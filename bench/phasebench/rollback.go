@@ -19,7 +19,6 @@ import (
 	"github.com/tandemdb/tandem/bench/benchenv"
 	"github.com/tandemdb/tandem/flags"
 	"github.com/tandemdb/tandem/shadow"
-	"github.com/tandemdb/tandem/verify"
 )
 
 const (
@@ -230,10 +229,7 @@ func (e *flipEnv) verify(ctx context.Context) error {
 	if _, err := e.a.engine.Converge(ctx, probeID, shadow.Forward); err != nil {
 		return fmt.Errorf("converging the probe: %w", err)
 	}
-	sum, err := verify.Run(ctx, verify.Config{
-		Migration: migrationName, Old: e.a.oldStore, New: e.a.newStore, Forward: e.a.spec.Forward,
-		Catalog: e.a.cat, Progress: e.a.cat, Logger: e.log,
-	})
+	sum, err := e.a.runner.Verify(ctx, false)
 	if err != nil {
 		return fmt.Errorf("verification: %w", err)
 	}

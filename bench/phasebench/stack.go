@@ -20,6 +20,7 @@ import (
 	"github.com/tandemdb/tandem/cdc"
 	"github.com/tandemdb/tandem/examples"
 	"github.com/tandemdb/tandem/flags"
+	"github.com/tandemdb/tandem/migration"
 	"github.com/tandemdb/tandem/proxy"
 	"github.com/tandemdb/tandem/shadow"
 	"github.com/tandemdb/tandem/transform"
@@ -33,9 +34,10 @@ const (
 	partitions    = 4
 )
 
-// stackConfig describes one proxy with the users-v2 migration, wired as `tandem proxy
-// --spec examples/users-v2.yaml` wires it (cmd/tandem/migrations.go startMigrations), without
-// the automatic-rollback watchdog and the admin API.
+// stackConfig describes one proxy with the users-v2 migration, built through the same
+// constructor as `tandem proxy --spec examples/users-v2.yaml` (migration.New, see
+// cmd/tandem/migrations.go startMigrations), without the automatic-rollback watchdog and the
+// admin API.
 type stackConfig struct {
 	ferretURI string        // the upstream, the old and new stores and the catalog. Required.
 	database  string        // database of the old (users) and new (users_v2) collections. Required.
@@ -55,28 +57,27 @@ type stack struct {
 	manager   *flags.Manager
 	evaluator *flags.Evaluator
 	spec      *transform.Spec
+	runner    *migration.Runner
 	engine    *shadow.Engine
 	writer    *countingWriter
 	old, new  *mongo.Collection
-	oldStore  adapters.Store
-	newStore  adapters.Store
 
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	drainers []func(context.Context) error
-	closers  []func(context.Context) error
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	worker  *migration.Supervisor
+	closers []func(context.Context) error
 }
 
 // countingWriter counts the keys the proxy hands to Async, so that the benchmark can wait for
 // the asynchronous converges of a shadow round to finish before it measures the next round.
 type countingWriter struct {
-	*shadow.Writer
+	proxy.ShadowWriter
 	async atomic.Int64
 }
 
 func (w *countingWriter) Async(keys []adapters.Key, op string) {
 	w.async.Add(int64(len(keys)))
-	w.Writer.Async(keys, op)
+	w.ShadowWriter.Async(keys, op)
 }
 
 // usersSpec parses examples/users-v2.yaml and points it at cfg's namespaces.
@@ -156,53 +157,39 @@ func startStack(ctx context.Context, cfg stackConfig) (s *stack, err error) {
 	}
 	s.old = oldClient.Database(cfg.database).Collection(oldColl)
 	s.new = newClient.Database(cfg.database).Collection(newColl)
-	s.oldStore, s.newStore = adapters.NewMongoStore(s.old), adapters.NewMongoStore(s.new)
-	metrics := shadow.NewMetrics(s.reg)
-	s.engine, err = shadow.NewEngine(shadow.Config{
-		Migration: spec.Name, SpecVersion: spec.Version, Old: s.oldStore, New: s.newStore,
-		Forward: spec.Forward, Reverse: spec.Reverse, DeadLetters: s.cat, Metrics: metrics, Log: log,
+	// cmd/tandem's defaults: 16 workers, 1024 keys per queue, 5s per converge, 2s settle.
+	s.runner, err = migration.New(migration.Config{
+		Spec: spec, Old: s.old, New: adapters.NewMongoStore(s.new),
+		Catalog: s.cat, Journal: journal, Flags: s.evaluator, Manager: s.manager,
+		Metrics: shadow.NewMetrics(s.reg), Logger: log,
+		Workers: 16, QueueDepth: 1024, ConvergeTimeout: 5 * time.Second, ReadSettle: 2 * time.Second, PreReadLimit: 10000,
 	})
 	if err != nil {
 		return nil, err
 	}
-	// cmd/tandem's defaults: 16 workers, 1024 keys per queue, 5s per converge.
-	w, err := shadow.NewWriter(shadow.WriterConfig{
-		Engine: s.engine, Journal: journal, Namespace: cfg.database + "." + oldColl,
-		Workers: 16, Depth: 1024, Timeout: 5 * time.Second, Metrics: metrics,
-	})
-	if err != nil {
-		return nil, err
-	}
-	s.writer = &countingWriter{Writer: w}
-	s.drainers = append(s.drainers, w.Close)
-	cmp, err := shadow.NewComparer(shadow.ComparerConfig{
-		Engine: s.engine, Mismatches: s.cat, Timeout: 5 * time.Second, Settle: 2 * time.Second, Metrics: metrics,
-	})
-	if err != nil {
-		return nil, err
-	}
-	s.drainers = append(s.drainers, cmp.Close)
-	routes, err := proxy.NewRoutes(s.evaluator, "", &proxy.Migration{
-		Name: spec.Name, Database: cfg.database, Collection: oldColl,
-		Writer: s.writer, Reader: cmp, New: s.engine, PreRead: proxy.MongoPreRead(s.old),
-		PreReadLimit: 10000, Timeout: 5 * time.Second,
-	})
+	s.engine = s.runner.Engine()
+	route := *s.runner.Route()
+	s.writer = &countingWriter{ShadowWriter: route.Writer}
+	route.Writer = s.writer
+	routes, err := proxy.NewRoutes(s.evaluator, "", &route)
 	if err != nil {
 		return nil, err
 	}
 
-	worker, err := cdc.NewJournalWorker(cdc.JournalWorkerConfig{
-		Journal: journal, Engines: cdc.EngineMap(map[string]*shadow.Engine{spec.Name: s.engine}),
-		LagReporter: s.cat, Migrations: []string{spec.Name}, Metrics: cdc.NewWorkerMetrics(s.reg), Logger: log,
-	})
+	path, err := migration.NewJournalWorker(migration.JournalConfig{
+		Journal: journal, LagReporter: s.cat, Metrics: cdc.NewWorkerMetrics(s.reg), Logger: log,
+	}, s.runner)
 	if err != nil {
 		return nil, err
 	}
+	s.worker = migration.NewSupervisor(path, migration.Backoff{}, log)
+	s.runner.Share(s.worker)
+	s.worker.Start(runCtx)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		if err := worker.Run(runCtx); err != nil && runCtx.Err() == nil {
-			log.Error("journal worker stopped", "err", err)
+		if err := s.runner.Run(runCtx); err != nil {
+			log.Error("migration runner stopped", "err", err)
 		}
 	}()
 
@@ -231,8 +218,8 @@ func startStack(ctx context.Context, cfg stackConfig) (s *stack, err error) {
 
 func (s *stack) onClose(f func(context.Context) error) { s.closers = append(s.closers, f) }
 
-// close stops the proxy first (closers run newest first), then drains the shadow writer and
-// comparer, stops the journal worker and closes the rest.
+// close stops the proxy first (closers run newest first), then closes the runner (which drains
+// the shadow writer and comparer), stops the journal worker and closes the rest.
 func (s *stack) close(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
@@ -243,8 +230,11 @@ func (s *stack) close(ctx context.Context) {
 		}
 		s.closers = s.closers[:len(s.closers)-1]
 	}
-	for _, f := range s.drainers {
-		_ = f(ctx)
+	if s.runner != nil {
+		_ = s.runner.Close(ctx)
+	}
+	if s.worker != nil {
+		s.worker.Stop()
 	}
 	s.cancel()
 	s.wg.Wait()

@@ -24,6 +24,7 @@ import (
 	"github.com/tandemdb/tandem/catalog"
 	"github.com/tandemdb/tandem/cdc"
 	"github.com/tandemdb/tandem/flags"
+	"github.com/tandemdb/tandem/migration"
 	"github.com/tandemdb/tandem/proxy"
 	"github.com/tandemdb/tandem/shadow"
 	"github.com/tandemdb/tandem/transform"
@@ -178,28 +179,28 @@ func (o *migrationOptions) adminToken() (string, error) {
 	return tok, nil
 }
 
-// migrationStack is what a proxy runs for its migrations: the catalog, flags, journal, and per
-// migration the stores, converge engine, shadow writer, comparer and watchdog.
+// migrationStack is what a proxy runs for its migrations: the catalog, flags, journal, the
+// process-wide journal worker, and a migration.Runner per migration.
 type migrationStack struct {
 	log       *slog.Logger
 	routes    *proxy.Routes
 	api       http.Handler
 	manager   *flags.Manager
 	catalog   *catalog.Catalog
-	names     []string
-	engines   map[string]*shadow.Engine
-	specs     map[string]*transform.Spec
-	stores    map[string][2]adapters.Store  // old, new
-	drainers  []func(context.Context) error // shadow writers and comparers: closed first
-	closers   []func(context.Context) error // run in reverse order, after the background loops stop
+	runners   []*migration.Runner
+	byName    map[string]*migration.Runner
+	worker    *migration.Supervisor         // the journal worker; nil with --journal-worker=false
+	closers   []func(context.Context) error // run in reverse order, after the runners stop
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	cluster   *kfake.Cluster
 	evaluator *flags.Evaluator
 }
 
-// startMigrations builds and starts everything the proxy needs for the migrations in o. The old
-// store of every migration is read through upstreamURI, the deployment the proxy forwards to.
+// startMigrations builds and starts everything the proxy needs for the migrations in o: the
+// catalog, the journal and the flags, shared by every migration, then a migration.Runner per
+// spec, the journal worker, and the admin API. The old store of every migration is read
+// through upstreamURI, the deployment the proxy forwards to.
 func startMigrations(ctx context.Context, o *migrationOptions, upstreamURI string, reg prometheus.Registerer, log *slog.Logger) (_ *migrationStack, err error) {
 	token, err := o.adminToken()
 	if err != nil {
@@ -210,16 +211,37 @@ func startMigrations(ctx context.Context, o *migrationOptions, upstreamURI strin
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	ms := &migrationStack{log: log, engines: map[string]*shadow.Engine{}, specs: map[string]*transform.Spec{}, stores: map[string][2]adapters.Store{}, cancel: cancel}
+	ms := &migrationStack{log: log, byName: map[string]*migration.Runner{}, cancel: cancel}
 	defer func() {
 		if err != nil {
 			_ = ms.close(context.Background())
 		}
 	}()
-	who := fmt.Sprintf("tandem proxy %s", processName())
+	oldClient, err := ms.openCatalog(ctx, o, upstreamURI)
+	if err != nil {
+		return nil, err
+	}
+	journal, err := ms.openJournal(ctx, o, reg, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := ms.openFlags(ctx, o, reg, log); err != nil {
+		return nil, err
+	}
+	if err := ms.addRunners(ctx, o, specs, oldClient, journal, reg, log); err != nil {
+		return nil, err
+	}
+	if err := ms.start(runCtx, o, journal, reg, log); err != nil {
+		return nil, err
+	}
+	ms.api = admin.NewHandler(admin.Config{Flags: ms.manager, Token: token, Logger: log, Verify: ms.verify, Status: ms.status})
+	return ms, nil
+}
 
-	// The old store, through the upstream (connected lazily: the proxy starts while the
-	// upstream is down); the catalog, on --catalog or the upstream, must answer now.
+// openCatalog connects the old store's client, through the upstream (lazily: the proxy starts
+// while the upstream is down), and opens the catalog, on --catalog or the upstream, which must
+// answer now.
+func (ms *migrationStack) openCatalog(ctx context.Context, o *migrationOptions, upstreamURI string) (*mongo.Client, error) {
 	oldClient, err := mongo.Connect(options.Client().ApplyURI(upstreamURI))
 	if err != nil {
 		return nil, usagef("--upstream %s: %s", redactURI(upstreamURI), scrub(err.Error(), upstreamURI))
@@ -239,8 +261,13 @@ func startMigrations(ctx context.Context, o *migrationOptions, upstreamURI strin
 	if ms.catalog, err = catalog.Open(openCtx, catClient, catalog.WithDatabase(o.catalogDB)); err != nil {
 		return nil, fmt.Errorf("opening the catalog (database %s on %s): %w", o.catalogDB, redactURI(catalogURI), err)
 	}
+	return oldClient, nil
+}
 
-	// The journal.
+// openJournal opens the journal (an in-process Kafka with --journal-embedded) and makes sure
+// its topic exists.
+func (ms *migrationStack) openJournal(ctx context.Context, o *migrationOptions, reg prometheus.Registerer, log *slog.Logger) (*adapters.KafkaJournal, error) {
+	var err error
 	brokers := o.brokers()
 	if o.journalEmbedded {
 		if ms.cluster, err = kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(o.partitions), o.journalTopic)); err != nil {
@@ -266,28 +293,35 @@ func startMigrations(ctx context.Context, o *migrationOptions, upstreamURI strin
 		}
 		return nil, fmt.Errorf("the journal (--kafka-brokers %s): %s", strings.Join(brokers, ","), oneLine(err.Error()))
 	}
+	return journal, nil
+}
 
-	// Flags: the manager (changes, gates) and the provider every request is steered by.
+// openFlags builds the flags manager (changes, gates) and the provider and evaluator every
+// request and every runner is steered by.
+func (ms *migrationStack) openFlags(ctx context.Context, o *migrationOptions, reg prometheus.Registerer, log *slog.Logger) error {
+	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var err error
 	ms.manager = flags.NewManager(ms.catalog, flags.WithGates(o.gates), flags.WithReverseCheck(ms.reverseCheck))
 	var provider openfeature.FeatureProvider
 	if o.flagsProvider == "flagd" {
 		// Flags come from the file; the catalog still holds specs, audit and gates, but the
 		// admin API's flag changes do not reach this proxy.
 		if provider, err = flags.NewFlagdProvider(o.flagdFile); err != nil {
-			return nil, usageError{err}
+			return usageError{err}
 		}
 		log.Warn("flags come from a flagd file: flag changes made through the admin API do not steer this proxy", "file", o.flagdFile)
 	} else {
 		p, err := flags.NewProvider(ms.catalog, flags.WithPollInterval(o.flagsPoll), flags.WithLogger(log), flags.WithMetrics(reg))
 		if err != nil {
-			return nil, err
+			return err
 		}
 		provider = p
 	}
 	domain := "tandem-proxy-" + processName() + "-" + bson.NewObjectID().Hex()
 	ofClient, err := flags.Register(openCtx, domain, provider)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	ms.onClose(func(context.Context) error {
 		// Only this proxy's provider: openfeature.Shutdown would stop every domain's.
@@ -298,100 +332,91 @@ func startMigrations(ctx context.Context, o *migrationOptions, upstreamURI strin
 	})
 	ms.evaluator = flags.NewEvaluator(ofClient)
 	ms.onClose(func(context.Context) error { ms.evaluator.Close(); return nil })
+	return nil
+}
 
+// addRunners registers each spec in the catalog, opens its new store and builds its runner,
+// then the proxy's routes through them.
+func (ms *migrationStack) addRunners(ctx context.Context, o *migrationOptions, specs []*transform.Spec, oldClient *mongo.Client,
+	journal shadow.Journal, reg prometheus.Registerer, log *slog.Logger) error {
+	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	who := fmt.Sprintf("tandem proxy %s", processName())
 	shadowMetrics := shadow.NewMetrics(reg)
 	var routes []*proxy.Migration
-	olds := map[string]*mongo.Collection{}
 	for _, spec := range specs {
 		if spec.Source.Kind != transform.StoreMongoDB || spec.Key.Source != "_id" {
-			return nil, usagef("spec %s: the proxy takes part only in migrations from a MongoDB collection keyed by _id", spec.File)
+			return usagef("spec %s: the proxy takes part only in migrations from a MongoDB collection keyed by _id", spec.File)
 		}
-		if _, dup := ms.engines[spec.Name]; dup {
-			return nil, usagef("spec %s: migration %s is named twice", spec.File, spec.Name)
+		if _, dup := ms.byName[spec.Name]; dup {
+			return usagef("spec %s: migration %s is named twice", spec.File, spec.Name)
 		}
 		if _, err := ms.catalog.RegisterSpec(openCtx, spec.Name, spec.Version, spec.Redacted(), who); err != nil {
-			return nil, fmt.Errorf("registering %s in the catalog: %w", spec.Name, err)
+			return fmt.Errorf("registering %s in the catalog: %w", spec.Name, err)
 		}
-		oldColl := oldClient.Database(spec.Source.Database).Collection(spec.Source.Collection)
-		olds[spec.Name] = oldColl
 		newStore, err := openTarget(ctx, spec, o.connectTimeout)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		ms.onClose(func(ctx context.Context) error { return newStore.Close(ctx) })
-		oldStore := adapters.NewMongoStore(oldColl)
-		ms.stores[spec.Name] = [2]adapters.Store{oldStore, newStore}
-		engine, err := shadow.NewEngine(shadow.Config{
-			Migration: spec.Name, SpecVersion: spec.Version,
-			Old: oldStore, New: newStore,
-			Forward: spec.Forward, Reverse: spec.Reverse,
-			DeadLetters: ms.catalog, Metrics: shadowMetrics, Log: log.With("migration", spec.Name),
-		})
+		r, err := migration.New(o.runnerConfig(spec, oldClient, newStore, ms, journal, shadowMetrics, log))
 		if err != nil {
-			return nil, err
-		}
-		ms.engines[spec.Name] = engine
-		ms.specs[spec.Name] = spec
-		ms.names = append(ms.names, spec.Name)
-
-		var onStore func(bool)
-		var onRead func(bool)
-		if o.autoRollback {
-			wcfg := o.watchdog
-			wcfg.Migration, wcfg.Logger = spec.Name, log.With("migration", spec.Name)
-			wd, err := flags.NewWatchdog(ms.manager, wcfg)
-			if err != nil {
-				return nil, usageError{err}
+			if errors.Is(err, migration.ErrInvalidConfig) {
+				return usageError{err}
 			}
-			onStore, onRead = wd.NewStoreOp, wd.ShadowRead
-			ms.wg.Add(1)
-			go func() { defer ms.wg.Done(); wd.Run(runCtx) }()
+			return err
 		}
-		writer, err := shadow.NewWriter(shadow.WriterConfig{
-			Engine: engine, Journal: journal, Namespace: spec.Source.Database + "." + spec.Source.Collection,
-			Workers: o.shadowWorkers, Depth: o.shadowQueue, Timeout: o.convergeTimeout,
-			OnNewStoreResult: onStore, Metrics: shadowMetrics,
-		})
-		if err != nil {
-			return nil, err
-		}
-		ms.drainers = append(ms.drainers, writer.Close)
-		comparer, err := shadow.NewComparer(shadow.ComparerConfig{
-			Engine: engine, Mismatches: ms.catalog, Timeout: o.convergeTimeout, Settle: o.readSettle,
-			OnCompared: onRead, Metrics: shadowMetrics,
-		})
-		if err != nil {
-			return nil, err
-		}
-		ms.drainers = append(ms.drainers, comparer.Close)
-		routes = append(routes, &proxy.Migration{
-			Name: spec.Name, Database: spec.Source.Database, Collection: spec.Source.Collection,
-			Writer: writer, Reader: comparer, New: engine, PreRead: proxy.MongoPreRead(oldColl),
-			PreReadLimit: o.preReadLimit, Timeout: o.convergeTimeout,
-		})
+		ms.runners = append(ms.runners, r)
+		ms.byName[spec.Name] = r
+		routes = append(routes, r.Route())
 	}
-	if ms.routes, err = proxy.NewRoutes(ms.evaluator, o.tenant, routes...); err != nil {
-		return nil, err
-	}
+	var err error
+	ms.routes, err = proxy.NewRoutes(ms.evaluator, o.tenant, routes...)
+	return err
+}
 
+// start runs the journal worker (unless --journal-worker=false) and every runner.
+func (ms *migrationStack) start(runCtx context.Context, o *migrationOptions, journal *adapters.KafkaJournal, reg prometheus.Registerer, log *slog.Logger) error {
 	if o.journalWorker {
-		worker, err := cdc.NewJournalWorker(cdc.JournalWorkerConfig{
-			Journal: journal, Engines: cdc.EngineMap(ms.engines), LagReporter: ms.catalog, Migrations: ms.names,
-			FilterKeys: filterKeys(olds, o.preReadLimit), Metrics: cdc.NewWorkerMetrics(reg), Logger: log,
-		})
+		path, err := migration.NewJournalWorker(migration.JournalConfig{
+			Journal: journal, LagReporter: ms.catalog, Metrics: cdc.NewWorkerMetrics(reg), Logger: log,
+		}, ms.runners...)
 		if err != nil {
-			return nil, err
+			return err
 		}
+		ms.worker = migration.NewSupervisor(path, migration.Backoff{}, log)
+		for _, r := range ms.runners {
+			r.Share(ms.worker)
+		}
+		ms.worker.Start(runCtx)
+	}
+	for _, r := range ms.runners {
 		ms.wg.Add(1)
 		go func() {
 			defer ms.wg.Done()
-			if err := worker.Run(runCtx); err != nil && runCtx.Err() == nil {
-				log.Error("journal worker stopped", "err", err)
+			if err := r.Run(runCtx); err != nil && !errors.Is(err, migration.ErrClosed) {
+				log.Error("migration runner stopped", "migration", r.Name(), "err", err)
 			}
 		}()
 	}
-	ms.api = admin.NewHandler(admin.Config{Flags: ms.manager, Token: token, Logger: log, Verify: ms.verify})
-	return ms, nil
+	return nil
+}
+
+// runnerConfig is the migration.Config of spec under these options.
+func (o *migrationOptions) runnerConfig(spec *transform.Spec, oldClient *mongo.Client, newStore adapters.Store,
+	ms *migrationStack, journal shadow.Journal, metrics *shadow.Metrics, log *slog.Logger) migration.Config {
+	cfg := migration.Config{
+		Spec: spec, Old: oldClient.Database(spec.Source.Database).Collection(spec.Source.Collection), New: newStore,
+		Catalog: ms.catalog, Journal: journal, Flags: ms.evaluator, Tenant: o.tenant, Manager: ms.manager,
+		Metrics: metrics, Logger: log,
+		Workers: o.shadowWorkers, QueueDepth: o.shadowQueue, ConvergeTimeout: o.convergeTimeout,
+		ReadSettle: o.readSettle, PreReadLimit: o.preReadLimit,
+	}
+	if o.autoRollback {
+		wcfg := o.watchdog
+		cfg.Watchdog = &wcfg
+	}
+	return cfg
 }
 
 // loadSpecs reads and parses the spec files (or the demo's embedded specs), expanding their
@@ -431,50 +456,58 @@ func (o *migrationOptions) loadSpecs() ([]*transform.Spec, error) {
 
 // reverseCheck is the cutover gate's check of the reverse path: the migration must be one this
 // proxy runs, with a reverse transform.
-func (ms *migrationStack) reverseCheck(_ context.Context, migration string) error {
-	spec, ok := ms.specs[migration]
+func (ms *migrationStack) reverseCheck(_ context.Context, name string) error {
+	r, ok := ms.byName[name]
 	if !ok {
-		return fmt.Errorf("migration %s is not run by this proxy", migration)
+		return fmt.Errorf("migration %s is not run by this proxy", name)
 	}
-	if len(spec.ReverseSteps()) == 0 {
-		return fmt.Errorf("migration %s has no reverse steps: a rollback after cutover could not bring new writes back", migration)
+	if len(r.Spec().ReverseSteps()) == 0 {
+		return fmt.Errorf("migration %s has no reverse steps: a rollback after cutover could not bring new writes back", name)
 	}
 	return nil
 }
 
-// filterKeys resolves an unkeyed journal entry to the keys of the old documents matching its
-// filter now (best effort: a delete by filter matches nothing any more).
-func filterKeys(olds map[string]*mongo.Collection, limit int) cdc.FilterKeysFunc {
-	return func(ctx context.Context, migration, _ string, filter bson.Raw) ([]adapters.Key, error) {
-		coll, ok := olds[migration]
-		if !ok {
-			return nil, fmt.Errorf("migration %s: %w", migration, cdc.ErrUnresolvable)
-		}
-		if len(filter) == 0 {
-			return nil, fmt.Errorf("no filter (an insert without _id, say): %w", cdc.ErrUnresolvable)
-		}
-		keys, err := proxy.MongoPreRead(coll)(ctx, filter, limit)
-		if err != nil {
-			return nil, err
-		}
-		if len(keys) > limit {
-			return nil, fmt.Errorf("filter matches more than %d documents: %w", limit, cdc.ErrUnresolvable)
-		}
-		return keys, nil
+// runner returns the runner of a migration, or an error wrapping catalog.ErrNotFound.
+func (ms *migrationStack) runner(name string) (*migration.Runner, error) {
+	r, ok := ms.byName[name]
+	if !ok {
+		return nil, fmt.Errorf("migration %s is not run by this proxy: %w", name, catalog.ErrNotFound)
 	}
+	return r, nil
+}
+
+// verify runs a full verification of one of the stack's migrations.
+func (ms *migrationStack) verify(ctx context.Context, name string, repair bool) (catalog.VerifySummary, error) {
+	r, err := ms.runner(name)
+	if err != nil {
+		return catalog.VerifySummary{}, err
+	}
+	return r.Verify(ctx, repair)
+}
+
+// status reports one of the stack's migrations as its runner sees it.
+func (ms *migrationStack) status(_ context.Context, name string) (migration.Status, error) {
+	r, err := ms.runner(name)
+	if err != nil {
+		return migration.Status{}, err
+	}
+	return r.Status(), nil
 }
 
 func (ms *migrationStack) onClose(f func(context.Context) error) { ms.closers = append(ms.closers, f) }
 
-// close drains the shadow writers and comparers (what they hold is converged or journaled),
-// stops the background loops, then closes the rest, newest first. The proxy must have drained
-// already.
+// close closes the runners (each drains its shadow writer and comparer, so what they hold is
+// converged or journaled, and stops its paths), stops the journal worker, then closes the
+// rest, newest first. The proxy must have drained already.
 func (ms *migrationStack) close(ctx context.Context) error {
 	var errs []error
-	for _, f := range ms.drainers {
-		if err := f(ctx); err != nil {
+	for _, r := range ms.runners {
+		if err := r.Close(ctx); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if ms.worker != nil {
+		ms.worker.Stop()
 	}
 	if ms.cancel != nil {
 		ms.cancel()

@@ -6,10 +6,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-
-	"github.com/tandemdb/tandem/catalog"
-	"github.com/tandemdb/tandem/shadow"
-	"github.com/tandemdb/tandem/verify"
 )
 
 func newVerifyCmd() *cobra.Command {
@@ -60,27 +56,4 @@ each confirmed mismatch is also converged. Exit status 1 when the run is not cle
 	o.timeout = 10 * time.Minute
 	cmd.Flags().BoolVar(&repair, "repair", false, "converge every confirmed mismatch")
 	return cmd
-}
-
-// verify runs a full verification of one of the stack's migrations.
-func (ms *migrationStack) verify(ctx context.Context, migration string, repair bool) (catalog.VerifySummary, error) {
-	engine, ok := ms.engines[migration]
-	spec := ms.specs[migration]
-	if !ok {
-		return catalog.VerifySummary{}, fmt.Errorf("migration %s is not run by this proxy: %w", migration, catalog.ErrNotFound)
-	}
-	cfg := verify.Config{
-		Migration: migration, Old: ms.stores[migration][0], New: ms.stores[migration][1], Forward: spec.Forward,
-		Catalog: ms.catalog, Progress: ms.catalog, Logger: ms.log,
-	}
-	if repair {
-		cfg.Repair = func(ctx context.Context, key any) error {
-			res, err := engine.Converge(ctx, key, shadow.Forward)
-			if err == nil && res.Action == shadow.DeadLettered {
-				err = fmt.Errorf("dead-lettered: %s", res.Reason)
-			}
-			return err
-		}
-	}
-	return verify.Run(ctx, cfg)
 }
