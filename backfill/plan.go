@@ -15,7 +15,7 @@ import (
 type PlanResult struct {
 	// Stored says the plan is the one in the catalog (a backfill was prepared or has run);
 	// otherwise it is what a run would store now.
-	Stored bool `json:"stored"`
+	Stored bool   `json:"stored"`
 	PlanID string `json:"plan_id,omitempty"`
 	// Estimate is the number of source documents; Classes splits it by key type (MongoDB).
 	Estimate int64        `json:"estimate"`
