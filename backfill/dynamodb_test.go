@@ -53,7 +53,10 @@ forward:
 	require.NoError(t, err)
 	cfg := e.config()
 	cfg.Spec, cfg.New = spec, dst
-	cfg.Reconverge = func(ctx context.Context, k adapters.Key) error { _, err := eng.Converge(ctx, k, shadow.Forward); return err }
+	cfg.Reconverge = func(ctx context.Context, k adapters.Key) error {
+		_, err := eng.Converge(ctx, k, shadow.Forward)
+		return err
+	}
 
 	start := time.Now()
 	sum, err := backfill.Run(ctx, cfg)
