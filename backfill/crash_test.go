@@ -22,7 +22,10 @@ func TestSurvivesKills(t *testing.T) {
 		t.Skip("slow")
 	}
 	e := newEnv(t, "")
-	const n = 1500
+	n := 1500
+	if raceEnabled {
+		n = 300
+	}
 	e.seed(t, n)
 	kills := 0
 	for kills < 12 {
@@ -51,7 +54,7 @@ func TestSurvivesKills(t *testing.T) {
 	}
 	cmd, out, err := e.child("last")
 	require.NoError(t, err)
-	require.NoError(t, waitExit(cmd, 3*time.Minute), "last run:\n%s", out.String())
+	require.NoError(t, waitExit(cmd, 5*time.Minute), "last run:\n%s", out.String())
 	assert.GreaterOrEqual(t, kills, 10, "kills")
 
 	e.checkCopy(t)
@@ -66,7 +69,10 @@ func TestSurvivesKills(t *testing.T) {
 // mid-copy: the other takes over its partitions once their leases expire and finishes.
 func TestTwoProcessesOneKilled(t *testing.T) {
 	e := newEnv(t, "")
-	const n = 900
+	n := 900
+	if raceEnabled {
+		n = 200
+	}
 	e.seed(t, n)
 	a, aout, err := e.child("a")
 	require.NoError(t, err)
@@ -83,7 +89,7 @@ func TestTwoProcessesOneKilled(t *testing.T) {
 	}
 	require.NoError(t, a.Process.Signal(syscall.SIGKILL))
 	_ = waitExit(a, 10*time.Second)
-	require.NoError(t, waitExit(b, 3*time.Minute), "b:\n%s\na:\n%s", bout.String(), aout.String())
+	require.NoError(t, waitExit(b, 5*time.Minute), "b:\n%s\na:\n%s", bout.String(), aout.String())
 	e.checkCopy(t)
 	p, err := backfill.Status(context.Background(), e.cat, e.migration)
 	require.NoError(t, err)
