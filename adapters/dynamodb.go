@@ -44,6 +44,7 @@ type dynamoAPI interface {
 	BatchWriteItem(context.Context, *dynamodb.BatchWriteItemInput, ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error)
 	Scan(context.Context, *dynamodb.ScanInput, ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error)
 	DescribeTable(context.Context, *dynamodb.DescribeTableInput, ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
+	CreateTable(context.Context, *dynamodb.CreateTableInput, ...func(*dynamodb.Options)) (*dynamodb.CreateTableOutput, error)
 }
 
 // DynamoStore is a Store over one DynamoDB table. The table's partition-key attribute holds the
@@ -121,8 +122,8 @@ func DynamoRetries(attempts int, base, max time.Duration) DynamoOption {
 // Default: 4.
 func DynamoWriteConcurrency(n int) DynamoOption { return func(c *dynamoConfig) { c.writers = n } }
 
-// NewDynamoStore returns a store over table, whose partition-key attribute is keyAttr (the
-// table must exist; the store does not create it).
+// NewDynamoStore returns a store over table, whose partition-key attribute is keyAttr. The
+// table must exist before the store reads or writes it; Provision creates it.
 func NewDynamoStore(ctx context.Context, table, keyAttr string, opts ...DynamoOption) (*DynamoStore, error) {
 	cfg := dynamoConfig{retry: dynamoRetry{attempts: 10, base: 50 * time.Millisecond, max: 5 * time.Second}, writers: 4}
 	for _, o := range opts {

@@ -109,13 +109,16 @@ func (c *Catalog) ensureSchema(ctx context.Context) error {
 		return fmt.Errorf("%w: catalog has schema %d, this tandem knows up to %d", ErrSchemaTooNew, doc.Version, SchemaVersion)
 	}
 	indexes := map[string][]mongo.IndexModel{
-		collAudit:       {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "at", Value: 1}}}},
-		collSpecs:       {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "created_at", Value: 1}}}},
-		collMismatches:  {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "found_at", Value: 1}}}},
-		collDeadLetters: {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "spec_version", Value: 1}}}},
-		collProgress:    {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "path", Value: 1}}}},
-		collReports:     {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "at", Value: 1}}}},
-		collLags:        {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "component", Value: 1}}}},
+		collAudit:              {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "at", Value: 1}}}},
+		collSpecs:              {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "created_at", Value: 1}}}},
+		collMismatches:         {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "found_at", Value: 1}}}},
+		collDeadLetters:        {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "spec_version", Value: 1}}}},
+		collProgress:           {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "path", Value: 1}}}},
+		collReports:            {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "at", Value: 1}}}},
+		collLags:               {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "component", Value: 1}}}},
+		collBackfillPartitions: {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "plan_id", Value: 1}, {Key: "index", Value: 1}}}},
+		collBackfillLeases:     {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "plan_id", Value: 1}, {Key: "partition", Value: 1}}}},
+		collBackfillRunners:    {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "owner", Value: 1}}}},
 	}
 	for coll, models := range indexes {
 		if _, err := c.db.Collection(coll).Indexes().CreateMany(ctx, models); err != nil {

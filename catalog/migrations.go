@@ -38,7 +38,7 @@ type SpecVersion struct {
 type AuditEntry struct {
 	ID        string    `bson:"_id"`
 	Migration string    `bson:"migration"`
-	Kind      string    `bson:"kind"` // "spec", "phase", "flags"
+	Kind      string    `bson:"kind"` // "spec", "phase", "flags", "backfill"
 	Subject   string    `bson:"subject,omitempty"`
 	From      string    `bson:"from"`
 	To        string    `bson:"to"`
@@ -49,6 +49,8 @@ type AuditEntry struct {
 	// Changes lists every flag a "flags" change set, with its value before and after; From, To
 	// and Subject then summarize them.
 	Changes []FlagChange `bson:"changes,omitempty"`
+	// Control is the backfill control state a KindBackfill change set.
+	Control *BackfillControl `bson:"control,omitempty"`
 }
 
 // PhaseOff is the phase of a migration that has just been registered.

@@ -20,6 +20,9 @@
 //	  target: _id                 # MongoDB target only: field holding the key; default _id
 //	  # partition: pk             # DynamoDB target only, required: attribute holding the key
 //	  # sort: {attribute: sk, value: profile}   # DynamoDB only, optional: a constant sort key
+//	indexes:                      # optional, MongoDB target only: created by the backfill
+//	  - {keys: {profile.email: 1}, unique: true}   # fields of the target shape, 1 or -1
+//	  - {name: by_city, keys: {profile.city: 1, age: -1}, sparse: true}
 //	forward:                      # required, at least one step, run in order
 //	  - rename: {from: name, to: profile.full_name}
 //	  - move: {from: email, to: profile.email}  # the same as rename

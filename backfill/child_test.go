@@ -1,0 +1,65 @@
+package backfill_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/tandemdb/tandem/backfill"
+)
+
+// childMain is a backfill process for the crash tests: it runs the backfill of the database
+// and migration its environment names, against the parent's FerretDB, and exits 0 when every
+// partition is done.
+func childMain() int {
+	c, err := mongo.Connect(options.Client().ApplyURI(os.Getenv("TANDEM_BACKFILL_URI")))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child: connect:", err)
+		return 2
+	}
+	client = c
+	e, err := openEnv(os.Getenv("TANDEM_BACKFILL_DB"), os.Getenv("TANDEM_BACKFILL_MIGRATION"), "")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child: open:", err)
+		return 2
+	}
+	cfg := e.config()
+	cfg.Owner = "child-" + os.Getenv("TANDEM_BACKFILL_CHILD")
+	if _, err := backfill.Run(context.Background(), cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "child: run:", err)
+		return 1
+	}
+	return 0
+}
+
+// child starts a backfill process of e's migration; name labels it.
+func (e *env) child(name string) (*exec.Cmd, *strings.Builder, error) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "TANDEM_BACKFILL_CHILD="+name, "TANDEM_BACKFILL_URI="+mongoURI(),
+		"TANDEM_BACKFILL_DB="+e.db, "TANDEM_BACKFILL_MIGRATION="+e.migration)
+	var out strings.Builder
+	cmd.Stderr, cmd.Stdout = &out, &out
+	return cmd, &out, cmd.Start()
+}
+
+func mongoURI() string { return serverURI }
+
+// waitExit waits up to d for cmd to exit.
+func waitExit(cmd *exec.Cmd, d time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(d):
+		_ = cmd.Process.Kill()
+		<-done
+		return fmt.Errorf("did not exit within %s", d)
+	}
+}

@@ -1,0 +1,98 @@
+package backfill_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tandemdb/tandem/backfill"
+)
+
+// TestSurvivesKills runs the backfill in a child process, SIGKILLs it at random moments a dozen
+// times, restarting it each time (the new process waits for the dead one's leases, 2s, to
+// expire), then lets one finish and compares source and target fully: every key's transform is
+// in the target, nothing else is, and the catalog's count equals the source's.
+func TestSurvivesKills(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow")
+	}
+	e := newEnv(t, "")
+	n := 1500
+	if raceEnabled {
+		n = 300
+	}
+	e.seed(t, n)
+	kills := 0
+	for kills < 12 {
+		cmd, out, err := e.child("k")
+		require.NoError(t, err)
+		// Let it copy for a while: at first leases must expire (2s) before it can claim.
+		time.Sleep(time.Duration(2300+rand.IntN(1200)) * time.Millisecond)
+		if cmd.ProcessState != nil {
+			break
+		}
+		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+		err = waitExit(cmd, 10*time.Second)
+		if err == nil {
+			t.Logf("the child finished before kill %d", kills+1)
+			break
+		}
+		kills++
+		p, serr := backfill.Status(context.Background(), e.cat, e.migration)
+		if serr == nil {
+			t.Logf("kill %d: %d/%d partitions done, %d copied", kills, p.PartitionsDone, p.Partitions, p.Copied)
+			if p.State == backfill.StateDone {
+				break
+			}
+		}
+		_ = out
+	}
+	cmd, out, err := e.child("last")
+	require.NoError(t, err)
+	require.NoError(t, waitExit(cmd, 5*time.Minute), "last run:\n%s", out.String())
+	assert.GreaterOrEqual(t, kills, 10, "kills")
+
+	e.checkCopy(t)
+	p, err := backfill.Status(context.Background(), e.cat, e.migration)
+	require.NoError(t, err)
+	assert.Equal(t, backfill.StateDone, p.State)
+	assert.Equal(t, int64(n), p.Copied, "the catalog's count equals the source's")
+	assert.Equal(t, count(t, e.src), count(t, e.dst))
+}
+
+// TestTwoProcessesOneKilled runs two backfill processes on one catalog and kills one of them
+// mid-copy: the other takes over its partitions once their leases expire and finishes.
+func TestTwoProcessesOneKilled(t *testing.T) {
+	e := newEnv(t, "")
+	n := 900
+	if raceEnabled {
+		n = 200
+	}
+	e.seed(t, n)
+	a, aout, err := e.child("a")
+	require.NoError(t, err)
+	b, bout, err := e.child("b")
+	require.NoError(t, err)
+	// Wait until both hold partitions, then kill a.
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		p, err := backfill.Status(context.Background(), e.cat, e.migration)
+		if err == nil && len(p.Runners) == 2 && p.Runners[0].Leases > 0 && p.Runners[1].Leases > 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	require.NoError(t, a.Process.Signal(syscall.SIGKILL))
+	_ = waitExit(a, 10*time.Second)
+	require.NoError(t, waitExit(b, 5*time.Minute), "b:\n%s\na:\n%s", bout.String(), aout.String())
+	e.checkCopy(t)
+	p, err := backfill.Status(context.Background(), e.cat, e.migration)
+	require.NoError(t, err)
+	assert.Equal(t, backfill.StateDone, p.State)
+	assert.Equal(t, int64(n), p.Copied)
+}

@@ -1,0 +1,150 @@
+package backfill
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tandemdb/tandem/catalog"
+)
+
+// States of a backfill in Progress.
+const (
+	StateRunning = "running" // partitions left, not paused
+	StatePaused  = "paused"
+	StateDone    = "done" // every partition copied
+)
+
+// Progress is a backfill's state over every process, as the catalog has it; a status command in
+// another terminal reads it with Status.
+type Progress struct {
+	Migration string    `json:"migration"`
+	PlanID    string    `json:"plan_id"`
+	State     string    `json:"state"`
+	StartedAt time.Time `json:"started_at"`
+	// Paused, Rate and BytesRate are the control state (0: unlimited).
+	Paused    bool    `json:"paused"`
+	Rate      float64 `json:"rate"`
+	BytesRate float64 `json:"bytes_rate"`
+
+	Partitions       int `json:"partitions"`
+	PartitionsDone   int `json:"partitions_done"`
+	PartitionsActive int `json:"partitions_active"` // held by a live lease
+	// Estimate is the number of source documents when the plan was made.
+	Estimate int64 `json:"estimate"`
+	// Copied, Bytes, DeadLettered, Reconverged and Errors sum the partitions' counters up to
+	// their checkpoints (see catalog.BackfillLease).
+	Copied       int64 `json:"copied"`
+	Bytes        int64 `json:"bytes"`
+	DeadLettered int64 `json:"dead_lettered"`
+	Reconverged  int64 `json:"reconverged"`
+	Errors       int64 `json:"errors"`
+	// DocsPerSec and BytesPerSec sum the running processes' last reports (10 s averages).
+	DocsPerSec  float64 `json:"docs_per_sec"`
+	BytesPerSec float64 `json:"bytes_per_sec"`
+	// ETA is the estimated time left at DocsPerSec; 0 when unknown.
+	ETA time.Duration `json:"eta_ns"`
+	// Runners are the processes that reported within the last few seconds.
+	Runners []catalog.BackfillRunner `json:"runners,omitempty"`
+}
+
+// Status reads a backfill's progress; ErrNotStarted when it has no plan.
+func Status(ctx context.Context, c *catalog.Catalog, migration string) (Progress, error) {
+	plan, err := c.BackfillPlan(ctx, migration)
+	if err != nil {
+		return Progress{}, fmt.Errorf("backfill status of %s: %w", migration, mapNotFound(err))
+	}
+	leases, err := c.BackfillLeases(ctx, migration, plan.PlanID)
+	if err != nil {
+		return Progress{}, err
+	}
+	runners, err := c.BackfillRunners(ctx, migration)
+	if err != nil {
+		return Progress{}, err
+	}
+	p := Progress{
+		Migration: migration, PlanID: plan.PlanID, StartedAt: plan.CreatedAt, Partitions: plan.Partitions,
+		Estimate: plan.Estimate, Paused: plan.Control.Paused, Rate: plan.Control.Rate, BytesRate: plan.Control.BytesRate,
+	}
+	now := time.Now()
+	for _, l := range leases {
+		if l.Done {
+			p.PartitionsDone++
+		} else if now.Before(l.ExpiresAt) {
+			p.PartitionsActive++
+		}
+		p.Copied += l.Copied
+		p.Bytes += l.Bytes
+		p.DeadLettered += l.DeadLettered
+		p.Reconverged += l.Reconverged
+		p.Errors += l.Errors
+	}
+	for _, r := range runners {
+		if now.Sub(r.UpdatedAt) < staleAfter(DefaultPoll) && r.State != "done" && r.State != "stopped" {
+			p.Runners = append(p.Runners, r)
+			p.DocsPerSec += r.DocsPerSec
+			p.BytesPerSec += r.BytesPerSec
+		}
+	}
+	switch {
+	case p.PartitionsDone == p.Partitions:
+		p.State = StateDone
+	case p.Paused:
+		p.State = StatePaused
+	default:
+		p.State = StateRunning
+	}
+	if left := p.Estimate - p.Copied - p.DeadLettered; p.State != StateDone && left > 0 && p.DocsPerSec > 0 {
+		p.ETA = time.Duration(float64(left) / p.DocsPerSec * float64(time.Second))
+	}
+	return p, nil
+}
+
+// Metrics are the backfill's Prometheus collectors, registered by the caller.
+type Metrics struct {
+	documents       *prometheus.CounterVec
+	bytes           prometheus.Counter
+	errors          *prometheus.CounterVec
+	writeLatency    prometheus.Histogram
+	partitionsTotal prometheus.Gauge
+	partitionsDone  prometheus.Gauge
+	paused          prometheus.Gauge
+	rateLimit       prometheus.Gauge
+	adaptiveLimit   prometheus.Gauge
+	docsPerSec      prometheus.Gauge
+}
+
+// NewMetrics creates the collectors and registers them with reg (nil: unregistered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		documents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tandem_backfill_documents_total",
+			Help: "Documents of checkpointed batches by this process, by result (copied, dead_lettered, reconverged).",
+		}, []string{"result"}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tandem_backfill_bytes_total",
+			Help: "Bytes (the target's BSON) of the documents copied by this process.",
+		}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tandem_backfill_errors_total",
+			Help: "Failures retried, by kind (read, write, reconverge, catalog).",
+		}, []string{"kind"}),
+		writeLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tandem_backfill_write_duration_seconds",
+			Help:    "Duration of one bulk write of a chunk to the target.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
+		}),
+		partitionsTotal: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tandem_backfill_partitions", Help: "Partitions of the backfill plan."}),
+		partitionsDone:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "tandem_backfill_partitions_done", Help: "Partitions copied, by any process, when this process last looked."}),
+		paused:          prometheus.NewGauge(prometheus.GaugeOpts{Name: "tandem_backfill_paused", Help: "1 while the backfill is paused."}),
+		rateLimit:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "tandem_backfill_rate_limit", Help: "This process's current limit in documents/s (+Inf: none)."}),
+		adaptiveLimit:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "tandem_backfill_adaptive_limit", Help: "The adaptive limiter's limit in documents/s (+Inf: not limiting)."}),
+		docsPerSec:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "tandem_backfill_documents_per_second", Help: "Documents copied per second by this process, over the last 10 s."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.documents, m.bytes, m.errors, m.writeLatency, m.partitionsTotal, m.partitionsDone, m.paused, m.rateLimit, m.adaptiveLimit, m.docsPerSec)
+	}
+	return m
+}
