@@ -36,8 +36,10 @@ func newDemoCmd(g *globalOptions) *cobra.Command {
 		Short: "Run the proxy in front of an embedded MongoDB (FerretDB): nothing to install",
 		Long: `Run an embedded MongoDB-compatible store (FerretDB on SQLite, kept in --data), the proxy in
 front of it, an in-process Kafka for the journal, and the admin listener, with the sample
-migration demo.users → demo.users_v2 (examples/users-v2.yaml) in phase shadow: what is written
-through the proxy appears, transformed, in demo.users_v2. It prints the connection strings and
+migration demo.users → demo.users_v2 (examples/users-v2.yaml) in phase shadow. The sample
+users (--seed) are written straight into demo.users on the first run, and the backfill copies
+them into demo.users_v2 while the proxy runs; what is written through the proxy appears there,
+transformed, too. It prints the connection strings and
 the admin URL, and stops cleanly on Ctrl-C.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -85,6 +87,22 @@ the admin URL, and stops cleanly on Ctrl-C.`,
 				// (--target-uri, applied after this, may point the target elsewhere).
 				spec.Source.URI, spec.Target.URI = store.URI(), store.URI()
 			}
+			// The first run writes the sample users straight into demo.users, as history the
+			// backfill copies while the proxy runs; a later run adds any new ones through the
+			// proxy, whose shadow phase converges them.
+			direct := false
+			if seed > 0 {
+				if direct, err = emptyUsers(ctx, store.URI()); err != nil {
+					return fmt.Errorf("the demo's store: %w", err)
+				}
+				if direct {
+					n, err := seedUsers(ctx, store.URI(), seed)
+					if err != nil {
+						return fmt.Errorf("seeding demo.users: %w", err)
+					}
+					log.Info("seeded demo.users directly: the backfill copies them", "inserted", n)
+				}
+			}
 			s, err := startStack(ctx, o, &mo, store.URI(), log)
 			if err != nil {
 				return err
@@ -92,8 +110,7 @@ the admin URL, and stops cleanly on Ctrl-C.`,
 			if err := startShadowPhase(ctx, s.mig); err != nil {
 				return errors.Join(err, s.shutdown())
 			}
-			if seed > 0 {
-				// Through the proxy, so the new collection fills as the application writes.
+			if seed > 0 && !direct {
 				n, err := seedUsers(ctx, s.proxyURI(), seed)
 				if err != nil {
 					return errors.Join(fmt.Errorf("seeding demo.users: %w", err), s.shutdown())
@@ -111,6 +128,7 @@ the admin URL, and stops cleanly on Ctrl-C.`,
 	o.addFlags(cmd)
 	mo.addFlags(cmd, true)
 	mo.journalEmbedded = true
+	mo.backfill = &backfillOptions{workers: 2, batch: 500, partitions: 4, lease: 30 * time.Second}
 	mo.specData = map[string][]byte{"examples/users-v2.yaml": examples.UsersV2}
 	cmd.Flags().StringVar(&dir, "data", "tandem-demo-data", "folder for the embedded store's files (kept between runs)")
 	cmd.Flags().IntVar(&seed, "seed", 0, "insert this many sample documents into demo.users (existing ones are kept)")
@@ -179,6 +197,19 @@ func demoToken(dir string) (string, error) {
 		return "", fmt.Errorf("writing the demo's admin token: %w", err)
 	}
 	return path, nil
+}
+
+// emptyUsers reports whether demo.users holds no document.
+func emptyUsers(ctx context.Context, uri string) (bool, error) {
+	client, err := mongo.Connect(options.Client().ApplyURI(uri))
+	if err != nil {
+		return false, err
+	}
+	defer client.Disconnect(context.Background())
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	n, err := client.Database("demo").Collection("users").EstimatedDocumentCount(ctx)
+	return n == 0, err
 }
 
 // seedUsers inserts n sample users with _ids user-000001… into demo.users directly in the

@@ -21,6 +21,7 @@ import (
 
 	"github.com/tandemdb/tandem/adapters"
 	"github.com/tandemdb/tandem/admin"
+	"github.com/tandemdb/tandem/backfill"
 	"github.com/tandemdb/tandem/catalog"
 	"github.com/tandemdb/tandem/cdc"
 	"github.com/tandemdb/tandem/flags"
@@ -55,6 +56,10 @@ type migrationOptions struct {
 	gates           flags.GateConfig
 	autoRollback    bool
 	watchdog        flags.WatchdogConfig
+
+	// Set by `tandem run` and the demo: run each migration's backfill as a path of its runner
+	// (nil: no backfill in this process).
+	backfill *backfillOptions
 
 	// Set by the demo, not by flags.
 	specData map[string][]byte // spec file name → content, instead of reading specs
@@ -195,6 +200,7 @@ type migrationStack struct {
 	wg        sync.WaitGroup
 	cluster   *kfake.Cluster
 	evaluator *flags.Evaluator
+	bfMetrics *backfill.Metrics // created by the first backfill path
 }
 
 // startMigrations builds and starts everything the proxy needs for the migrations in o: the
@@ -365,6 +371,11 @@ func (ms *migrationStack) addRunners(ctx context.Context, o *migrationOptions, s
 				return usageError{err}
 			}
 			return err
+		}
+		if o.backfill != nil {
+			if err := ms.addBackfill(openCtx, o, r, reg, log); err != nil {
+				return err
+			}
 		}
 		ms.runners = append(ms.runners, r)
 		ms.byName[spec.Name] = r

@@ -8,19 +8,39 @@ import (
 )
 
 func newProxyCmd(g *globalOptions) *cobra.Command {
-	var (
-		o  proxyOptions
-		mo migrationOptions
-	)
-	cmd := &cobra.Command{
-		Use:   "proxy --upstream mongodb://HOST:PORT/",
-		Short: "Run the MongoDB wire-protocol proxy in front of an upstream deployment",
-		Long: `Run the MongoDB wire-protocol proxy. Applications point their connection string at --listen
+	return newServeCmd(g, "proxy --upstream mongodb://HOST:PORT/",
+		"Run the MongoDB wire-protocol proxy in front of an upstream deployment",
+		`Run the MongoDB wire-protocol proxy. Applications point their connection string at --listen
 instead of at MongoDB and change nothing else (drop replicaSet= from their URI: the proxy
 presents itself as a router, like mongos). Without --spec every command passes through
 unchanged; with --spec the proxy converges the writes on each spec's source collection to its
-target, steered by the migration's flags (see flags/README.md), and serves the admin API.`,
-		Args: cobra.NoArgs,
+target, steered by the migration's flags (see flags/README.md), and serves the admin API.`, false)
+}
+
+// newRunCmd is `tandem run`: the proxy, the journal worker and each spec's backfill in one
+// process, what an operator runs on one machine.
+func newRunCmd(g *globalOptions) *cobra.Command {
+	return newServeCmd(g, "run --upstream mongodb://HOST:PORT/ --spec SPEC...",
+		"Run the proxy, the journal worker and the backfill of each spec in one process",
+		`Run everything a migration needs on one machine: the proxy (as tandem proxy, with --spec
+required), the journal worker, and each spec's backfill, which copies the history while the
+migration is in phase shadow or dual and pauses outside them. The backfill resumes from the
+catalog after a restart; its progress is in tandem backfill status, its control in tandem
+backfill pause|resume|rate. A target that already holds documents before any backfill started
+is refused unless --allow-existing.`, true)
+}
+
+func newServeCmd(g *globalOptions, use, short, long string, withBackfill bool) *cobra.Command {
+	var (
+		o  proxyOptions
+		mo migrationOptions
+		bo backfillOptions
+	)
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Long:  long,
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := g.logger(cmd.ErrOrStderr())
 			if err != nil {
@@ -35,6 +55,15 @@ target, steered by the migration's flags (see flags/README.md), and serves the a
 			if err := o.validate(); err != nil {
 				return err
 			}
+			if withBackfill {
+				if !mo.enabled() {
+					return usagef("run needs --spec: it runs the migrations of its specs")
+				}
+				if _, err := bo.config(); err != nil {
+					return err
+				}
+				mo.backfill = &bo
+			}
 			if err := mo.validate(); err != nil {
 				return err
 			}
@@ -42,15 +71,18 @@ target, steered by the migration's flags (see flags/README.md), and serves the a
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "tandem proxy: applications connect to %s\n", s.proxyURI())
+			fmt.Fprintf(cmd.OutOrStdout(), "tandem %s: applications connect to %s\n", cmd.Name(), s.proxyURI())
 			if u := s.adminURL(); u != "" {
-				fmt.Fprintf(cmd.OutOrStdout(), "tandem proxy: admin at %s (/metrics, /healthz, /v1/)\n", u)
+				fmt.Fprintf(cmd.OutOrStdout(), "tandem %s: admin at %s (/metrics, /healthz, /v1/)\n", cmd.Name(), u)
 			}
 			return s.wait(cmd.Context())
 		},
 	}
 	o.addFlags(cmd)
 	mo.addFlags(cmd, false)
+	if withBackfill {
+		bo.addFlags(cmd)
+	}
 	cmd.Flags().StringVar(&o.upstream, "upstream", "", "connection string of the MongoDB deployment behind the proxy (required); TLS options in it apply to the proxy's upstream connections")
 	return cmd
 }

@@ -49,8 +49,8 @@ func openStore(ctx context.Context, what string, ep transform.Endpoint, keyField
 		defer cancel()
 		st, err := adapters.NewDynamoStore(openCtx, ep.Table, keyField, opts...)
 		if err == nil {
-			// DescribeTable: the endpoint answers and the table exists.
-			if _, err = st.EstimateCount(openCtx); err != nil {
+			// DescribeTable: the endpoint answers (the table may be absent: a backfill creates it).
+			if _, err = st.Exists(openCtx); err != nil {
 				_ = st.Close(context.Background())
 			}
 		}
