@@ -20,10 +20,10 @@ import (
 )
 
 // runMain runs the tandem binary's main (this test binary, re-executed) with args and returns
-// its exit status and output. It fails the test if tandem runs longer than a minute.
+// its exit status and output. It fails the test if tandem runs longer than 3 minutes.
 func runMain(t *testing.T, env []string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	j, err := json.Marshal(args)
 	require.NoError(t, err)
@@ -33,7 +33,7 @@ func runMain(t *testing.T, env []string, args ...string) (code int, stdout, stde
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err = cmd.Run()
-	require.NoError(t, ctx.Err(), "tandem %v did not exit within a minute\n%s", args, errOut.String())
+	require.NoError(t, ctx.Err(), "tandem %v did not exit within 3 minutes\n%s", args, errOut.String())
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		return ee.ExitCode(), out.String(), errOut.String()
