@@ -287,6 +287,7 @@ func (b *bench) runThroughput(ctx context.Context, sizes []int, dynamoDocs int) 
 			secs := time.Since(start).Seconds()
 			if err == nil {
 				err = checkCount(ctx, coll, n, int(sum.Copied))
+				fmt.Printf("    backfill: %d errors retried, %d keys re-converged, %d partitions\n", sum.Progress.Errors, sum.Reconverged, sum.Partitions)
 			}
 			return secs, run.writeSeconds(), err
 		}

@@ -19,7 +19,7 @@
 // are full collection scans, so its cost grows with the square of the collection: see
 // BENCHMARKS.md, section Backfill, for what that means for -docs.
 //
-//	go run ./bench/backfillbench [-docs 5000] [-dynamo-docs 2000] [-rounds 3] [-parts throughput,rss,throttle]
+//	go run ./bench/backfillbench [-docs 2000] [-dynamo-docs 1000] [-rounds 3] [-parts throughput,rss,throttle]
 package main
 
 import (
@@ -43,11 +43,11 @@ import (
 
 var (
 	flagURI        = flag.String("uri", "", "MongoDB to measure on (source and MongoDB target); default: an embedded FerretDB (SQLite)")
-	flagDocs       = flag.String("docs", "5000", "source documents of the MongoDB → MongoDB throughput part (a list: each size is measured)")
-	flagDynamoDocs = flag.Int("dynamo-docs", 2000, "source documents of the MongoDB → DynamoDB throughput part (moto: 4–8 ms a request); 0 skips it")
+	flagDocs       = flag.String("docs", "2000", "source documents of the MongoDB → MongoDB throughput part (a list: each size is measured)")
+	flagDynamoDocs = flag.Int("dynamo-docs", 1000, "source documents of the MongoDB → DynamoDB throughput part (moto: 4–8 ms a request); 0 skips it")
 	flagRounds     = flag.Int("rounds", 3, "rounds per throughput size; the paths alternate and the medians are reported")
-	flagRSSDocs    = flag.String("rss-docs", "1000,10000", "source sizes of the memory part (a list)")
-	flagRates      = flag.String("rates", "100,400", "Config.Rate values of the throttle part, documents/s (a list)")
+	flagRSSDocs    = flag.String("rss-docs", "1000,5000", "source sizes of the memory part (a list)")
+	flagRates      = flag.String("rates", "50,200", "Config.Rate values of the throttle part, documents/s (a list)")
 	flagThrTarget  = flag.String("throttle-target", "dynamodb", "target of the throttle part: dynamodb or mongodb")
 	flagThrSecs    = flag.Float64("throttle-secs", 10, "length of each throttle measurement: the source holds rate × this many documents")
 	flagWorkers    = flag.Int("workers", 0, "Config.Workers (0: the backfill's default)")
@@ -55,6 +55,7 @@ var (
 	flagParts      = flag.String("parts", "throughput,rss,throttle", "what to measure: throughput, rss, throttle")
 	flagCPUProfile = flag.String("cpuprofile", "", "write a CPU profile of the first MongoDB → MongoDB backfill run to this file")
 	flagTimeout    = flag.Duration("timeout", 60*time.Minute, "abort the whole run after this long")
+	flagVerbose    = flag.Bool("v", false, "print the backfill's warnings (retries, dead letters) to stderr")
 	flagChildRSS   = flag.Bool("child-rss", false, "internal: run one backfill as the memory part's child process")
 	flagChildSrc   = flag.String("child-src", "", "internal: the child's source collection (database bench_src)")
 )
@@ -64,11 +65,14 @@ const (
 	dstDB = "bench_dst"
 )
 
-// quiet drops the backfill's logs; errors come back from Run.
+// quiet drops the backfill's logs (errors come back from Run), or with -v prints its warnings.
 var quiet = slog.New(slog.DiscardHandler)
 
 func main() {
 	flag.Parse()
+	if *flagVerbose {
+		quiet = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	if *flagChildRSS {
 		os.Exit(childRSS())
 	}
