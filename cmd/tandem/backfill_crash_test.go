@@ -72,14 +72,21 @@ func TestBackfillRunSurvivesSIGKILL(t *testing.T) {
 	const kills = 10
 	for i := range kills {
 		cmd := startMain(t, args...)
-		if i == 0 {
-			// The first run is killed while it plans or copies; the later ones at any point
-			// of their start, their wait for the dead runs' leases, or their copy.
-			require.Eventually(t, func() bool { return copied() >= 0 }, time.Minute, 50*time.Millisecond, "the first run stores a plan")
+		if i%3 == 0 {
+			// Every third run is killed at a random moment of its start-up or planning, or
+			// of its wait for the dead runs' leases (3s).
+			time.Sleep(time.Duration(rng.IntN(4000)) * time.Millisecond)
+		} else {
+			// The others once they copy again (a batch has been checkpointed), a random
+			// moment later: inside a batch, between its write and its re-check, or at a
+			// checkpoint.
+			before := copied()
+			deadline := time.Now().Add(20 * time.Second)
+			for copied() <= before && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			time.Sleep(time.Duration(rng.IntN(1500)) * time.Millisecond)
 		}
-		// A restarted run waits for the dead run's leases (3s) before it copies again: kill it
-		// anywhere from its start to a few seconds into its copy.
-		time.Sleep(time.Duration(rng.IntN(6000)) * time.Millisecond)
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Logf("kill %d: the run had already ended: %v", i+1, err)
 		}
