@@ -125,11 +125,10 @@ func (b *Backfill) batch(ctx context.Context, h *held, docs []bson.D) error {
 	// Re-check what was written even when the write stopped early (lease lost): the rest is
 	// the next owner's.
 	if !b.cfg.hooks.noRecheck && len(written) > 0 {
-		rctx := ctx
 		if ctx.Err() != nil {
 			return ctx.Err() // Pending stays: the next owner converges the batch's keys
 		}
-		n, rerr := b.recheck(rctx, h, written)
+		n, rerr := b.recheck(ctx, h, written)
 		if rerr != nil {
 			return rerr
 		}

@@ -14,8 +14,8 @@ import (
 )
 
 // TestSurvivesKills runs the backfill in a child process, SIGKILLs it at random moments a dozen
-// times, restarting it each time (the new process waits for the dead one's leases, 2s, to
-// expire), then lets one finish and compares source and target fully: every key's transform is
+// times, restarting it each time (the new process waits for the dead one's leases to expire:
+// testLease, 2s, or 5s under the race detector), then lets one finish and compares source and target fully: every key's transform is
 // in the target, nothing else is, and the catalog's count equals the source's.
 func TestSurvivesKills(t *testing.T) {
 	if testing.Short() {
@@ -31,8 +31,8 @@ func TestSurvivesKills(t *testing.T) {
 	for kills < 12 {
 		cmd, out, err := e.child("k")
 		require.NoError(t, err)
-		// Let it copy for a while: at first leases must expire (2s) before it can claim.
-		time.Sleep(time.Duration(2300+rand.IntN(1200)) * time.Millisecond)
+		// Let it copy for a while: first the dead one's leases must expire.
+		time.Sleep(testLease + time.Duration(300+rand.IntN(1500))*time.Millisecond)
 		if cmd.ProcessState != nil {
 			break
 		}

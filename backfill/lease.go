@@ -48,6 +48,13 @@ func (s *leaseSet) drop(h *held) {
 	s.mu.Unlock()
 }
 
+func (s *leaseSet) has(partition int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.held[partition]
+	return ok
+}
+
 func (s *leaseSet) all() []*held {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -83,6 +90,8 @@ func (b *Backfill) claim(ctx context.Context, worker int) (*held, error) {
 	for _, p := range b.parts {
 		l, ok := leases[p.Index]
 		switch {
+		case b.leases.has(p.Index):
+			// held here already: its renewals may lag (a slow catalog), not its worker
 		case !ok:
 			fresh = append(fresh, catalog.BackfillLease{Partition: p.Index})
 		case l.Done:
@@ -128,7 +137,12 @@ func (b *Backfill) claim(ctx context.Context, worker int) (*held, error) {
 			b.log.Info("partition taken over", "partition", next.Partition, "generation", next.Generation, "from", prev.Owner, "pending", len(prev.Pending))
 		}
 		if len(next.Pending) > 0 {
-			if err := b.convergePending(ctx, h); err != nil {
+			err := b.convergePending(ctx, h)
+			if errors.Is(err, errLeaseLost) {
+				b.leases.drop(h)
+				return nil, nil
+			}
+			if err != nil {
 				return nil, err // h stays held, for releaseAll
 			}
 		}
@@ -251,7 +265,7 @@ func (b *Backfill) renew(ctx context.Context, h *held) {
 	l := h.lease
 	l.ExpiresAt = time.Now().Add(b.cfg.Lease).UTC()
 	l.UpdatedAt = time.Now().UTC()
-	rctx, cancel := context.WithTimeout(ctx, b.cfg.Lease/3)
+	rctx, cancel := context.WithTimeout(ctx, b.cfg.Lease/2)
 	err := b.cfg.Catalog.SaveBackfillLease(rctx, l)
 	cancel()
 	if err == nil {
@@ -265,7 +279,7 @@ func (b *Backfill) renew(ctx context.Context, h *held) {
 		}
 		return
 	}
-	fctx, fcancel := context.WithTimeout(ctx, b.cfg.Lease/3)
+	fctx, fcancel := context.WithTimeout(ctx, b.cfg.Lease/2)
 	defer fcancel()
 	newer, err := b.cfg.Catalog.BackfillLeaseExists(fctx, b.cfg.Migration, b.plan.PlanID, h.part.Index, h.lease.Generation+1)
 	if err == nil && newer {

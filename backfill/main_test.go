@@ -88,12 +88,10 @@ func newEnv(t testing.TB, extra string) *env {
 	n := seq.Add(1)
 	e, err := openEnv(fmt.Sprintf("bf_%d_%d", os.Getpid(), n), fmt.Sprintf("m%d", n), extra)
 	require.NoError(t, err)
-	if tt, ok := t.(*testing.T); ok {
-		tt.Cleanup(func() {
-			_ = client.Database(e.db).Drop(context.Background())
-			_ = client.Database(e.db + "_meta").Drop(context.Background())
-		})
-	}
+	t.Cleanup(func() {
+		_ = client.Database(e.db).Drop(context.Background())
+		_ = client.Database(e.db + "_meta").Drop(context.Background())
+	})
 	return e
 }
 
@@ -133,7 +131,7 @@ func (e *env) config() backfill.Config {
 			_, err := e.engine.Converge(ctx, k, shadow.Forward)
 			return err
 		},
-		Workers: 3, Partitions: 6, Batch: 50, Chunk: 25, Lease: 2 * time.Second, Poll: 100 * time.Millisecond,
+		Workers: 3, Partitions: 6, Batch: 50, Chunk: 25, Lease: testLease, Poll: 100 * time.Millisecond,
 		Log: quiet(),
 	}
 }
