@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/tandemdb/tandem/backfill"
 	"github.com/tandemdb/tandem/catalog"
 	"github.com/tandemdb/tandem/flags"
 	"github.com/tandemdb/tandem/migration"
@@ -117,6 +118,48 @@ func (c *Client) Verify(ctx context.Context, migration string, repair bool) (cat
 func (c *Client) Status(ctx context.Context, name string) (migration.Status, error) {
 	var out migration.Status
 	err := c.do(ctx, http.MethodGet, name, "status", nil, nil, &out)
+	return out, err
+}
+
+// BackfillStatus returns a migration's backfill progress over every process running it;
+// an error wrapping backfill.ErrNotStarted when it has no backfill plan.
+func (c *Client) BackfillStatus(ctx context.Context, migration string) (backfill.Progress, error) {
+	var out backfill.Progress
+	err := c.do(ctx, http.MethodGet, migration, "backfill", nil, nil, &out)
+	return out, err
+}
+
+// BackfillPause pauses a migration's backfill in every process within a second and returns the
+// progress after it; reason is required. A backfill not started, finished or already paused is
+// refused (backfill.ErrNotStarted, ErrFinished, ErrAlreadyPaused).
+func (c *Client) BackfillPause(ctx context.Context, migration, reason string) (backfill.Progress, error) {
+	var out backfill.Progress
+	err := c.do(ctx, http.MethodPost, migration, "backfill/pause", nil, BackfillRequest{Reason: reason}, &out)
+	return out, err
+}
+
+// BackfillResume lets a paused backfill go on; backfill.ErrNotPaused if it is not paused.
+func (c *Client) BackfillResume(ctx context.Context, migration, reason string) (backfill.Progress, error) {
+	var out backfill.Progress
+	err := c.do(ctx, http.MethodPost, migration, "backfill/resume", nil, BackfillRequest{Reason: reason}, &out)
+	return out, err
+}
+
+// BackfillRate sets a backfill's limits for all its processes together, in documents and bytes
+// per second, and returns the progress after it. A limit of 0 is left as it is (at least one
+// must be set), backfill.Unlimited removes it, and less than 0 is refused
+// (backfill.ErrInvalidRate). reason is required.
+func (c *Client) BackfillRate(ctx context.Context, migration string, docsPerSec, bytesPerSec float64, reason string) (backfill.Progress, error) {
+	req := RateRequest{Reason: reason}
+	var err error
+	if req.DocsPerSec, err = rateJSON(docsPerSec); err != nil {
+		return backfill.Progress{}, fmt.Errorf("docs_per_sec: %w", err)
+	}
+	if req.BytesPerSec, err = rateJSON(bytesPerSec); err != nil {
+		return backfill.Progress{}, fmt.Errorf("bytes_per_sec: %w", err)
+	}
+	var out backfill.Progress
+	err = c.do(ctx, http.MethodPost, migration, "backfill/rate", nil, req, &out)
 	return out, err
 }
 

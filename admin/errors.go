@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/tandemdb/tandem/backfill"
 	"github.com/tandemdb/tandem/catalog"
 	"github.com/tandemdb/tandem/flags"
 )
@@ -21,10 +22,17 @@ const (
 	CodeUnauthorized   = "unauthorized"    // 401: bad or missing token; 403: no token configured
 	CodeBadRequest     = "bad_request"     // 400, 405, 413, 415: the request itself is malformed
 	CodeInternal       = "internal"        // 500: the server could not do it (the catalog is down, say)
+
+	CodeBackfillNotStarted = "backfill_not_started" // 404: the migration has no backfill plan
+	CodeBackfillFinished   = "backfill_finished"    // 409: every partition is copied: nothing to pause
+	CodeBackfillPaused     = "backfill_paused"      // 409: a pause of a paused backfill
+	CodeBackfillNotPaused  = "backfill_not_paused"  // 409: a resume of a backfill that is not paused
+	CodeBadRate            = "bad_rate"             // 422: a backfill limit of 0 or less, or not a number; the message names the field
 )
 
-// Sentinel errors for the codes that have no flags or catalog error of their own; a client
-// *Error wraps these, or the flags package's, so errors.Is works on both sides of the wire.
+// Sentinel errors for the codes that have no flags, backfill or catalog error of their own; a
+// client *Error wraps these, or the flags or backfill package's, so errors.Is works on both
+// sides of the wire.
 var (
 	// ErrUnauthorized means the server refused the credentials, or has no token configured.
 	ErrUnauthorized = errors.New("admin API refused the credentials")
@@ -50,10 +58,17 @@ var codes = map[string]struct {
 	CodeUnauthorized:   {http.StatusUnauthorized, ErrUnauthorized},
 	CodeBadRequest:     {http.StatusBadRequest, ErrBadRequest},
 	CodeInternal:       {http.StatusInternalServerError, ErrInternal},
+
+	CodeBackfillNotStarted: {http.StatusNotFound, backfill.ErrNotStarted},
+	CodeBackfillFinished:   {http.StatusConflict, backfill.ErrFinished},
+	CodeBackfillPaused:     {http.StatusConflict, backfill.ErrAlreadyPaused},
+	CodeBackfillNotPaused:  {http.StatusConflict, backfill.ErrNotPaused},
+	CodeBadRate:            {http.StatusUnprocessableEntity, backfill.ErrInvalidRate},
 }
 
-// classify maps an error from the flags manager to a status and code. The gate check comes
-// first: a failed cutover may wrap other errors as well.
+// classify maps an error from the flags manager or the backfill package to a status and code.
+// The gate check comes first: a failed cutover may wrap other errors as well; the backfill's
+// come before the catalog's, which they may wrap.
 func classify(err error) (int, string) {
 	for _, c := range []struct {
 		target error
@@ -64,6 +79,11 @@ func classify(err error) (int, string) {
 		{flags.ErrBadValue, CodeBadValue},
 		{flags.ErrPhaseStep, CodePhaseStep},
 		{flags.ErrReasonRequired, CodeReasonRequired},
+		{backfill.ErrNotStarted, CodeBackfillNotStarted},
+		{backfill.ErrFinished, CodeBackfillFinished},
+		{backfill.ErrAlreadyPaused, CodeBackfillPaused},
+		{backfill.ErrNotPaused, CodeBackfillNotPaused},
+		{backfill.ErrInvalidRate, CodeBadRate},
 		{flags.ErrNotFound, CodeNotFound},
 		{catalog.ErrNotFound, CodeNotFound},
 		{flags.ErrConflict, CodeConflict},

@@ -1,6 +1,7 @@
 // Package admin is tandem's HTTP admin API for migration flags: read them and their history,
 // change them, advance the phase, cut over (gated) and roll back (never gated), run a
-// verification, read the migration runtime's status, and the Client the CLI uses to call it.
+// verification, read the migration runtime's status, read and control a backfill (pause,
+// resume, rate limits), and the Client the CLI uses to call it.
 //
 // Reads are open to anyone who can reach the listener; every state-changing call needs
 // "Authorization: Bearer TOKEN". A handler built without a token refuses every state-changing
@@ -62,6 +63,12 @@ type Config struct {
 	// phase, policy, every path's state), or an error wrapping catalog.ErrNotFound when this
 	// server does not run it. Optional; without it GET /v1/migrations/{name}/status answers 501.
 	Status func(ctx context.Context, name string) (migration.Status, error)
+	// BackfillCatalog is the catalog holding the migrations' backfill plans and their control
+	// state, which GET /v1/migrations/{name}/backfill reads (backfill.Status) and POST
+	// …/backfill/pause, /resume and /rate change (backfill.Pause, Resume, SetRate,
+	// SetBytesRate) for every process running the backfill, wherever it runs. Optional;
+	// without it those endpoints answer 501.
+	BackfillCatalog *catalog.Catalog
 }
 
 // MaxBodyBytes is the largest request body the handler reads; a larger one gets 413.
@@ -81,7 +88,7 @@ func NewHandler(cfg Config) http.Handler {
 	if cfg.Flags == nil {
 		panic("admin.NewHandler: Config.Flags is required")
 	}
-	h := &handler{flags: cfg.Flags, log: cfg.Logger, who: cfg.Who, verify: cfg.Verify, status: cfg.Status}
+	h := &handler{flags: cfg.Flags, log: cfg.Logger, who: cfg.Who, verify: cfg.Verify, status: cfg.Status, backfill: cfg.BackfillCatalog}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -100,6 +107,10 @@ func NewHandler(cfg Config) http.Handler {
 	mux.Handle("/v1/migrations/{name}/cutover", methods{http.MethodPost: h.write(h.cutover)})
 	mux.Handle("/v1/migrations/{name}/rollback", methods{http.MethodPost: h.write(h.rollback)})
 	mux.Handle("/v1/migrations/{name}/verify", methods{http.MethodPost: h.write(h.runVerify)})
+	mux.Handle("/v1/migrations/{name}/backfill", methods{http.MethodGet: h.getBackfill})
+	mux.Handle("/v1/migrations/{name}/backfill/pause", methods{http.MethodPost: h.write(h.pauseBackfill)})
+	mux.Handle("/v1/migrations/{name}/backfill/resume", methods{http.MethodPost: h.write(h.resumeBackfill)})
+	mux.Handle("/v1/migrations/{name}/backfill/rate", methods{http.MethodPost: h.write(h.rateBackfill)})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, CodeNotFound, fmt.Sprintf("no admin endpoint %s", r.URL.Path), nil)
 	})
@@ -109,6 +120,7 @@ func NewHandler(cfg Config) http.Handler {
 type handler struct {
 	verify   func(ctx context.Context, migration string, repair bool) (catalog.VerifySummary, error)
 	status   func(ctx context.Context, name string) (migration.Status, error)
+	backfill *catalog.Catalog // nil: the backfill endpoints answer 501
 	flags    Flags
 	log      *slog.Logger
 	who      func(*http.Request) (string, error)
@@ -258,8 +270,8 @@ type (
 	HistoryEntry struct {
 		ID        string    `json:"id"`
 		Migration string    `json:"migration"`
-		Kind      string    `json:"kind"`              // "spec", "phase", "flag"
-		Subject   string    `json:"subject,omitempty"` // the flag, for kind "flag"
+		Kind      string    `json:"kind"`              // "spec", "phase", "flag", "backfill"
+		Subject   string    `json:"subject,omitempty"` // the flag, for kind "flag"; "paused", "rate" or "bytes_rate" for "backfill"
 		From      string    `json:"from"`
 		To        string    `json:"to"`
 		Who       string    `json:"who"`

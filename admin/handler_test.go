@@ -51,7 +51,7 @@ func newFixture(t *testing.T, tok string, opts ...flags.ManagerOption) *fixture 
 	_, err = cat.RegisterSpec(ctx, migration, "v1", "name: "+migration, "test")
 	require.NoError(t, err)
 	mgr := flags.NewManager(cat, opts...)
-	srv := httptest.NewServer(admin.NewHandler(admin.Config{Flags: mgr, Token: tok}))
+	srv := httptest.NewServer(admin.NewHandler(admin.Config{Flags: mgr, Token: tok, BackfillCatalog: cat}))
 	t.Cleanup(srv.Close)
 	return &fixture{url: srv.URL, mgr: mgr, cat: cat}
 }
