@@ -77,7 +77,7 @@ func parseRateFlag(flag, s string) (float64, error) {
 	if s == "" {
 		return 0, nil
 	}
-	r, err := backfill.ParseRate(flag, s)
+	r, err := backfill.ParseRate(flag, strings.TrimSpace(s))
 	if err != nil {
 		return 0, usagef("%s %s: want a number more than 0, or unlimited", flag, s)
 	}

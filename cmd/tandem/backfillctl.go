@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -117,15 +116,6 @@ Bytes are those of the target's BSON.`,
 	return cmd
 }
 
-// parseRateFlag reads a rate flag with backfill.ParseRate; a bad one is a usage error.
-func parseRateFlag(flag, s string) (float64, error) {
-	r, err := backfill.ParseRate(flag, strings.TrimSpace(s))
-	if err != nil {
-		return 0, usagef("%s %q: want a number more than 0, or unlimited to remove the limit", flag, s)
-	}
-	return r, nil
-}
-
 // backfillChange makes one state-changing backfill call and prints the progress it returns,
 // after a headline.
 func (o *adminOptions) backfillChange(cmd *cobra.Command, headline string, call func(context.Context, *admin.Client) (backfill.Progress, error)) error {
@@ -231,16 +221,6 @@ func (o *adminOptions) watchBackfill(cmd *cobra.Command, c *admin.Client, migrat
 		case <-time.After(interval):
 		}
 	}
-}
-
-// isTerminal says whether w is a terminal (a character device), where --watch redraws.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // printProgress is the one-screen view of a backfill; now dates the runners' reports.
