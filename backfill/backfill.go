@@ -355,7 +355,7 @@ func (b *Backfill) worker(ctx context.Context, id int) error {
 		}
 		switch {
 		case errors.Is(err, errLeaseLost):
-			b.log.Warn("partition taken over by another process; leaving it", "partition", h.part.Index, "generation", h.lease.Generation)
+			b.log.Warn("partition taken over by another process; leaving it", "partition", h.part.Index, "generation", h.generation)
 		case err != nil:
 			return err
 		}

@@ -24,6 +24,8 @@ var (
 // between concurrent writers, even within one process).
 type held struct {
 	part catalog.BackfillPartition
+	// generation is the lease's generation, fixed for as long as it is held: read without mu.
+	generation int64
 
 	mu    sync.Mutex
 	lease catalog.BackfillLease // as last saved
@@ -131,7 +133,7 @@ func (b *Backfill) claim(ctx context.Context, worker int) (*held, error) {
 			b.log.Warn("claiming a partition", "partition", next.Partition, "err", err)
 			return nil, nil // catalog trouble: the caller waits and lists again
 		}
-		h := &held{part: b.parts[next.Partition], lease: next}
+		h := &held{part: b.parts[next.Partition], generation: next.Generation, lease: next}
 		b.leases.add(h)
 		if prev.Generation > 0 {
 			b.log.Info("partition taken over", "partition", next.Partition, "generation", next.Generation, "from", prev.Owner, "pending", len(prev.Pending))
@@ -197,7 +199,7 @@ func (b *Backfill) fence(ctx context.Context, h *held) error {
 	}
 	var newer bool
 	if err := b.retry(ctx, "fence", func(ctx context.Context) (err error) {
-		newer, err = b.cfg.Catalog.BackfillLeaseExists(ctx, b.cfg.Migration, b.plan.PlanID, h.part.Index, h.lease.Generation+1)
+		newer, err = b.cfg.Catalog.BackfillLeaseExists(ctx, b.cfg.Migration, b.plan.PlanID, h.part.Index, h.generation+1)
 		return err
 	}); err != nil {
 		return err
@@ -281,7 +283,7 @@ func (b *Backfill) renew(ctx context.Context, h *held) {
 	}
 	fctx, fcancel := context.WithTimeout(ctx, b.cfg.Lease/2)
 	defer fcancel()
-	newer, err := b.cfg.Catalog.BackfillLeaseExists(fctx, b.cfg.Migration, b.plan.PlanID, h.part.Index, h.lease.Generation+1)
+	newer, err := b.cfg.Catalog.BackfillLeaseExists(fctx, b.cfg.Migration, b.plan.PlanID, h.part.Index, h.generation+1)
 	if err == nil && newer {
 		h.lost.Store(true)
 	}

@@ -112,16 +112,16 @@ func BackfillLeaseID(migration, planID string, partition int, generation int64) 
 
 // BackfillRunner is what one process running a backfill last reported about itself.
 type BackfillRunner struct {
-	ID          string    `bson:"_id"`
-	Migration   string    `bson:"migration"`
-	Owner       string    `bson:"owner"`
-	State       string    `bson:"state"` // "copying", "paused", "throttled", "waiting", "done"
-	Workers     int       `bson:"workers"`
-	Leases      int       `bson:"leases"`
-	DocsPerSec  float64   `bson:"docs_per_sec"`
-	BytesPerSec float64   `bson:"bytes_per_sec"`
-	RateLimit   float64   `bson:"rate_limit"` // this process's current limit in documents/s; 0 unlimited
-	UpdatedAt   time.Time `bson:"updated_at"`
+	ID          string    `bson:"_id" json:"id"`
+	Migration   string    `bson:"migration" json:"migration"`
+	Owner       string    `bson:"owner" json:"owner"`
+	State       string    `bson:"state" json:"state"` // "copying", "paused", "throttled", "waiting", "done"
+	Workers     int       `bson:"workers" json:"workers"`
+	Leases      int       `bson:"leases" json:"leases"`
+	DocsPerSec  float64   `bson:"docs_per_sec" json:"docs_per_sec"`
+	BytesPerSec float64   `bson:"bytes_per_sec" json:"bytes_per_sec"`
+	RateLimit   float64   `bson:"rate_limit" json:"rate_limit"` // this process's current limit in documents/s; 0 unlimited
+	UpdatedAt   time.Time `bson:"updated_at" json:"updated_at"`
 }
 
 // CreateBackfillPlan stores a plan and its partitions unless the migration has one already,
