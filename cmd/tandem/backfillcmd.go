@@ -79,7 +79,7 @@ func parseRateFlag(flag, s string) (float64, error) {
 	}
 	r, err := backfill.ParseRate(flag, strings.TrimSpace(s))
 	if err != nil {
-		return 0, usagef("%s %s: want a number more than 0, or unlimited", flag, s)
+		return 0, usagef("%s %q: want a number more than 0, or unlimited", flag, s)
 	}
 	return r, nil
 }
