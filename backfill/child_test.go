@@ -24,7 +24,14 @@ func childMain() int {
 		return 2
 	}
 	client = c
-	e, err := openEnv(os.Getenv("TANDEM_BACKFILL_DB"), os.Getenv("TANDEM_BACKFILL_MIGRATION"), "")
+	// FerretDB may answer "interrupted" while it tears down the connections of a killed child.
+	var e *env
+	for attempt := 0; attempt < 20; attempt++ {
+		if e, err = openEnv(os.Getenv("TANDEM_BACKFILL_DB"), os.Getenv("TANDEM_BACKFILL_MIGRATION"), ""); err == nil {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child: open:", err)
 		return 2

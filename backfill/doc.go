@@ -106,7 +106,8 @@
 // and an adaptive limit fed by the writes: a chunk that fails, a DynamoDB throttling error
 // (ProvisionedThroughputExceededException, ThrottlingException, items left unprocessed) or a
 // write slower than MaxLatency halves the limit below the throughput achieved; it recovers by
-// 10% a second. A decision that changes wakes the waiters at once. The catalog unreachable, the
+// 10% a second. A pause or resume wakes the waiters at once; a new rate applies from the next
+// fifth of a second's worth of tokens they take. The catalog unreachable, the
 // last decision holds, checkpoints and dead letters wait for it, and the copy resumes when it
 // answers; nothing is lost.
 //

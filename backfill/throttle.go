@@ -56,8 +56,9 @@ func newThrottle(cfg *Config) *throttle {
 }
 
 // wait blocks until the decision lets a chunk of docs documents and size bytes through: not
-// while paused, and at the rates. A change of decision wakes it to decide again at once, so a
-// pause or a new rate applies within one poll.
+// while paused, and at the rates. A pause or resume wakes it at once; a new rate applies from
+// the next piece it takes (a fifth of a second's worth of tokens), so both apply within one
+// poll.
 func (t *throttle) wait(ctx context.Context, docs, size int) error {
 	needDocs, needBytes := docs, size
 	for {
@@ -189,25 +190,9 @@ func (t *throttle) decide(ctx context.Context, b *Backfill, window time.Duration
 		t.control = control.Control
 	}
 	ctl := t.control
-	// The adaptive limit: halve below what was achieved on strain, recover slowly otherwise.
 	achieved := float64(t.wrote) / max(window.Seconds(), 1e-3)
 	strained := t.failures > 0 || t.throttled > 0 || t.maxLatency > t.cfg.MaxLatency
-	switch {
-	case strained:
-		base := achieved
-		if base <= 0 || (!math.IsInf(t.adaptive, 1) && t.adaptive < base) {
-			base = t.adaptive
-		}
-		if math.IsInf(base, 1) || base <= 0 {
-			base = 100
-		}
-		t.adaptive = max(adaptiveFloor, base*adaptiveBackoff)
-	case !math.IsInf(t.adaptive, 1):
-		t.adaptive *= math.Pow(adaptiveRecovery, window.Seconds())
-		if achieved > 0 && t.adaptive > 4*achieved && t.writes > 0 && t.adaptive > 1000 {
-			t.adaptive = math.Inf(1)
-		}
-	}
+	t.adaptive = adapt(t.adaptive, achieved, strained, t.writes > 0, window)
 	t.wrote, t.wroteBytes, t.writes, t.failures, t.throttled, t.maxLatency = 0, 0, 0, 0, 0, 0
 
 	docsLimit := math.Inf(1)
@@ -219,9 +204,13 @@ func (t *throttle) decide(ctx context.Context, b *Backfill, window time.Duration
 	if ctl.BytesRate > 0 {
 		bytesLimit = ctl.BytesRate / float64(runners)
 	}
+	// Only a pause or resume wakes the waiters: a new rate applies to the next piece a waiter
+	// takes (pieces are a fifth of a second's worth), and waking them on every change of the
+	// adaptive limit, which changes at every tick while it recovers, would cancel their
+	// reservations before any came due.
+	setLimit(t.docs, docsLimit)
+	setLimit(t.bytes, bytesLimit)
 	changed := t.paused != ctl.Paused
-	changed = setLimit(t.docs, docsLimit) || changed
-	changed = setLimit(t.bytes, bytesLimit) || changed
 	t.paused = ctl.Paused
 	if changed {
 		close(t.wake)
@@ -258,6 +247,31 @@ func (t *throttle) decide(ctx context.Context, b *Backfill, window time.Duration
 		Migration: b.cfg.Migration, Owner: b.cfg.Owner, State: state, Workers: t.cfg.Workers,
 		Leases: b.leases.count(), DocsPerSec: docsPS, BytesPerSec: bytesPS, RateLimit: limit,
 	})
+}
+
+// adapt is the adaptive limit after a window: on strain, half of what was achieved (or of the
+// limit, if lower; 100 documents/s when nothing is known), at least adaptiveFloor; otherwise
+// 10% more a second, and no limit once it is far above the throughput achieved with writes
+// going on.
+func adapt(limit, achieved float64, strained, wrote bool, window time.Duration) float64 {
+	switch {
+	case strained:
+		base := achieved
+		if base <= 0 || (!math.IsInf(limit, 1) && limit < base) {
+			base = limit
+		}
+		if math.IsInf(base, 1) || base <= 0 {
+			base = 100
+		}
+		return max(adaptiveFloor, base*adaptiveBackoff)
+	case math.IsInf(limit, 1):
+		return limit
+	}
+	limit *= math.Pow(adaptiveRecovery, window.Seconds())
+	if wrote && achieved > 0 && limit > 4*achieved && limit > 1000 {
+		return math.Inf(1)
+	}
+	return limit
 }
 
 // setLimit sets lim's rate (and a burst of a fifth of a second's worth) and reports a change.
