@@ -285,11 +285,26 @@ func (r *restartable) connect(t *testing.T) *mongo.Client {
 	return cl
 }
 
+// openCatalogSoon opens the catalog on a client whose short timeouts are for the outage the
+// test makes: on a loaded machine the first attempts may time out before the server is busy
+// with anything of the test's, so it tries for up to 20s.
+func openCatalogSoon(t *testing.T, mc *mongo.Client) (*catalog.Catalog, error) {
+	t.Helper()
+	var c *catalog.Catalog
+	var err error
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if c, err = catalog.Open(context.Background(), mc); err == nil {
+			return c, nil
+		}
+	}
+	return nil, err
+}
+
 func TestProviderKeepsLastValuesWhileCatalogIsDown(t *testing.T) {
 	srv := startRestartable(t)
 	mc := srv.connect(t)
 	ctx := context.Background()
-	c, err := catalog.Open(ctx, mc)
+	c, err := openCatalogSoon(t, mc)
 	require.NoError(t, err)
 	register(t, c, "users-v2")
 	mgr := flags.NewManager(c)
@@ -358,7 +373,7 @@ func TestProviderStartsWhileCatalogIsDown(t *testing.T) {
 	srv := startRestartable(t)
 	mc := srv.connect(t)
 	ctx := context.Background()
-	c, err := catalog.Open(ctx, mc)
+	c, err := openCatalogSoon(t, mc)
 	require.NoError(t, err)
 	register(t, c, "users-v2")
 	_, err = flags.NewManager(c).Set(ctx, "users-v2", map[string]string{"phase": "shadow"}, "a", "b")
