@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"testing"
 	"time"
 
@@ -48,9 +49,18 @@ forward:
 		Old: adapters.NewMongoStore(src), New: adapters.NewMongoStore(client.Database(db).Collection("users_v2")),
 		// Nothing writes to the source while these tests copy, so no key is converged again.
 		Reconverge: func(context.Context, adapters.Key) error { return nil },
-		Workers:    2, Partitions: 3, Batch: 50, Chunk: 25, Lease: 2 * time.Second, Poll: 50 * time.Millisecond,
-		Log: slog.New(slog.DiscardHandler),
+		// The default lease (30s): renewals then have 10s to land on a busy FerretDB.
+		Workers: 2, Partitions: 3, Batch: 50, Chunk: 25, Poll: 50 * time.Millisecond,
+		Log: testLog(),
 	}
+}
+
+// testLog is the backfill's logger: to stderr with TANDEM_TEST_LOG set, else discarded.
+func testLog() *slog.Logger {
+	if os.Getenv("TANDEM_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
 }
 
 func (r reply) progress(t *testing.T) backfill.Progress {
@@ -146,7 +156,9 @@ func TestBackfillEndpointsControlAPlan(t *testing.T) {
 	h := f.call(t, "GET", "/v1/migrations/"+migration+"/history?limit=1", "", "")
 	assert.Contains(t, string(h.body), `"kind": "backfill"`, "the history endpoint lists them")
 
-	_, err = backfill.Run(ctx, cfg)
+	runCtx, cancel := context.WithTimeout(ctx, time.Minute) // the backfill waits out catalog trouble: bound it
+	defer cancel()
+	_, err = backfill.Run(runCtx, cfg)
 	require.NoError(t, err)
 	p = f.call(t, "GET", base, "", "").progress(t)
 	assert.Equal(t, backfill.StateDone, p.State)

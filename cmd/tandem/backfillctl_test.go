@@ -90,7 +90,8 @@ func TestBackfillControlCommandsSteerARunningBackfill(t *testing.T) {
 		Old: adapters.NewMongoStore(users), New: adapters.NewMongoStore(client.Database("bfctl").Collection("users_v2")),
 		// Nothing writes to the source during the copy, so the re-check converges no key.
 		Reconverge: func(context.Context, adapters.Key) error { reconverged.Add(1); return nil },
-		Workers:    2, Partitions: 4, Batch: 20, Chunk: 10, Lease: 3 * time.Second, Poll: 100 * time.Millisecond,
+		// The default lease (30s): renewals then have 10s to land on a busy FerretDB.
+		Workers: 2, Partitions: 4, Batch: 20, Chunk: 10, Poll: 100 * time.Millisecond,
 		Log: slog.New(slog.DiscardHandler),
 	}
 	_, err = backfill.Prepare(ctx, cfg)
@@ -102,7 +103,7 @@ func TestBackfillControlCommandsSteerARunningBackfill(t *testing.T) {
 	assert.Regexp(t, `paused\s+yes`, out)
 	assert.Regexp(t, `partitions\s+0/\d+ done`, out)
 
-	runCtx, cancel := context.WithCancel(ctx)
+	runCtx, cancel := context.WithTimeout(ctx, 2*time.Minute) // the backfill waits out catalog trouble: bound it
 	defer cancel()
 	ran := make(chan error, 1)
 	go func() {
