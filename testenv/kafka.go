@@ -205,7 +205,7 @@ func startKafkaOnce(ctx context.Context, javaBin, lib string) (k *Kafka, err err
 	// start. With static voters (controller.quorum.voters) no --standalone is needed.
 	cds, saveFormatArchive := classArchive(lib, javaBin, "format")
 	format := exec.CommandContext(ctx, javaBin, append(append(slices.Clone(args), cds...), "kafka.tools.StorageTool", "format",
-		"--cluster-id", newClusterID(), "--config", props, "--ignore-formatted")...)
+		"--cluster-id="+newClusterID(), "--config", props, "--ignore-formatted")...)
 	format.SysProcAttr = sysProcAttr()
 	if out, err := format.CombinedOutput(); err != nil {
 		if ctx.Err() != nil {
