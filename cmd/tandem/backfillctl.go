@@ -119,18 +119,7 @@ Bytes are those of the target's BSON.`,
 // backfillChange makes one state-changing backfill call and prints the progress it returns,
 // after a headline.
 func (o *adminOptions) backfillChange(cmd *cobra.Command, headline string, call func(context.Context, *admin.Client) (backfill.Progress, error)) error {
-	c, err := o.client(true)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
-	defer cancel()
-	p, err := call(ctx, c)
-	if err != nil {
-		return apiError(err)
-	}
-	out := cmd.OutOrStdout()
-	return o.print(out, p, func() {
+	return adminChange(o, cmd, call, func(out io.Writer, p backfill.Progress) {
 		fmt.Fprintln(out, headline)
 		printProgress(out, p, time.Now())
 	})

@@ -192,6 +192,15 @@ Move the phase with "tandem phase", "tandem cutover" and "tandem rollback".`,
 
 // change makes one state-changing call and prints the flag values it returns, after a headline.
 func (o *adminOptions) change(cmd *cobra.Command, call func(context.Context, *admin.Client) (flags.Values, error), headline func(io.Writer, flags.Values)) error {
+	return adminChange(o, cmd, call, func(out io.Writer, v flags.Values) {
+		headline(out, v)
+		printValues(out, v)
+	})
+}
+
+// adminChange makes one state-changing admin API call (the token required) and prints what it
+// returns: JSON with --json, else text.
+func adminChange[T any](o *adminOptions, cmd *cobra.Command, call func(context.Context, *admin.Client) (T, error), text func(io.Writer, T)) error {
 	c, err := o.client(true)
 	if err != nil {
 		return err
@@ -203,10 +212,7 @@ func (o *adminOptions) change(cmd *cobra.Command, call func(context.Context, *ad
 		return apiError(err)
 	}
 	out := cmd.OutOrStdout()
-	return o.print(out, v, func() {
-		headline(out, v)
-		printValues(out, v)
-	})
+	return o.print(out, v, func() { text(out, v) })
 }
 
 // parseAssignments reads FLAG=VALUE arguments; a flag named twice is refused.
