@@ -9,10 +9,12 @@
 package catalog
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -92,17 +94,23 @@ func Open(ctx context.Context, client *mongo.Client, opts ...Option) (*Catalog, 
 }
 
 func (c *Catalog) ensureSchema(ctx context.Context) error {
+	// A catalog opened before is only read: a process restarted next to busy ones writes
+	// nothing here (on FerretDB's SQLite a needless write can fail with "database is locked").
 	meta := c.db.Collection(collMeta)
-	_, err := meta.UpdateOne(ctx, bson.D{{Key: "_id", Value: "schema"}},
-		bson.D{{Key: "$setOnInsert", Value: bson.D{{Key: "version", Value: SchemaVersion}, {Key: "created_at", Value: c.now().UTC()}}}},
-		options.UpdateOne().SetUpsert(true))
-	if err != nil && !mongo.IsDuplicateKeyError(err) { // two processes racing to create it
-		return fmt.Errorf("recording schema version: %w", err)
-	}
 	var doc struct {
 		Version int `bson:"version"`
 	}
-	if err := meta.FindOne(ctx, bson.D{{Key: "_id", Value: "schema"}}).Decode(&doc); err != nil {
+	err := meta.FindOne(ctx, bson.D{{Key: "_id", Value: "schema"}}).Decode(&doc)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		_, err = meta.UpdateOne(ctx, bson.D{{Key: "_id", Value: "schema"}},
+			bson.D{{Key: "$setOnInsert", Value: bson.D{{Key: "version", Value: SchemaVersion}, {Key: "created_at", Value: c.now().UTC()}}}},
+			options.UpdateOne().SetUpsert(true))
+		if err != nil && !mongo.IsDuplicateKeyError(err) { // two processes racing to create it
+			return fmt.Errorf("recording schema version: %w", err)
+		}
+		err = meta.FindOne(ctx, bson.D{{Key: "_id", Value: "schema"}}).Decode(&doc)
+	}
+	if err != nil {
 		return fmt.Errorf("reading schema version: %w", err)
 	}
 	if doc.Version > SchemaVersion {
@@ -121,11 +129,43 @@ func (c *Catalog) ensureSchema(ctx context.Context) error {
 		collBackfillRunners:    {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "owner", Value: 1}}}},
 	}
 	for coll, models := range indexes {
-		if _, err := c.db.Collection(coll).Indexes().CreateMany(ctx, models); err != nil {
-			return fmt.Errorf("creating indexes on %s: %w", coll, err)
+		if err := c.ensureIndexes(ctx, coll, models); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// ensureIndexes creates those of models that coll does not have yet (compared by keys).
+func (c *Catalog) ensureIndexes(ctx context.Context, coll string, models []mongo.IndexModel) error {
+	view := c.db.Collection(coll).Indexes()
+	have, err := view.ListSpecifications(ctx)
+	if err != nil && !isNamespaceNotFound(err) {
+		return fmt.Errorf("listing indexes of %s: %w", coll, err)
+	}
+	var missing []mongo.IndexModel
+	for _, m := range models {
+		keys, err := bson.Marshal(m.Keys)
+		if err != nil {
+			return fmt.Errorf("index keys of %s: %w", coll, err)
+		}
+		if !slices.ContainsFunc(have, func(s mongo.IndexSpecification) bool { return bytes.Equal(s.KeysDocument, keys) }) {
+			missing = append(missing, m)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if _, err := view.CreateMany(ctx, missing); err != nil {
+		return fmt.Errorf("creating indexes on %s: %w", coll, err)
+	}
+	return nil
+}
+
+// isNamespaceNotFound reports a command error on a collection that does not exist (code 26).
+func isNamespaceNotFound(err error) bool {
+	var ce mongo.CommandError
+	return errors.As(err, &ce) && ce.Code == 26
 }
 
 // processID names this process in per-process records: host, pid and a random suffix.

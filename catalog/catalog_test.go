@@ -3,6 +3,7 @@ package catalog_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,9 +12,12 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/tandemdb/tandem/catalog"
+	"github.com/tandemdb/tandem/embedmongo"
 	"github.com/tandemdb/tandem/testenv"
 )
 
@@ -265,4 +269,42 @@ func TestInterruptedChangeIsCompleted(t *testing.T) {
 	assert.Equal(t, "shadow", m2.Phase, "the claimed change was completed")
 	assert.Equal(t, m.Revision+1, m2.Revision)
 	require.NoError(t, c.SetPhase(ctx, "users", "shadow", "dual", "me", "now"))
+}
+
+// TestReopenWritesNothing: opening a catalog that exists only reads it, so a process restarted
+// next to busy ones cannot fail on a needless write (FerretDB's SQLite answered "database is
+// locked" to a killed backfill's successor re-creating the indexes).
+func TestReopenWritesNothing(t *testing.T) {
+	ctx := context.Background()
+	store, err := embedmongo.Start(ctx, embedmongo.Options{})
+	require.NoError(t, err)
+	t.Cleanup(store.Stop)
+	var mu sync.Mutex
+	var commands []string
+	mon := &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
+		mu.Lock()
+		commands = append(commands, e.CommandName)
+		mu.Unlock()
+	}}
+	c, err := mongo.Connect(options.Client().ApplyURI(store.URI()).SetMonitor(mon))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Disconnect(ctx) })
+
+	_, err = catalog.Open(ctx, c, catalog.WithDatabase("reopen"))
+	require.NoError(t, err)
+	mu.Lock()
+	first := slices.Clone(commands)
+	commands = nil
+	mu.Unlock()
+	assert.Contains(t, first, "createIndexes", "the first open creates the indexes")
+	assert.Contains(t, first, "update", "the first open records the schema version")
+
+	_, err = catalog.Open(ctx, c, catalog.WithDatabase("reopen"))
+	require.NoError(t, err)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.NotEmpty(t, commands)
+	for _, name := range commands {
+		assert.Contains(t, []string{"find", "listIndexes", "hello", "isMaster", "endSessions"}, name, "a reopen only reads")
+	}
 }
