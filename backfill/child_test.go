@@ -24,9 +24,11 @@ func childMain() int {
 		return 2
 	}
 	client = c
-	// FerretDB may answer "interrupted" while it tears down the connections of a killed child.
+	// FerretDB may answer "interrupted" while it tears down the connections of a killed child
+	// (its SQLite interrupts a statement when the context of a dead client's command ends, and
+	// under the race detector that can go on for a while).
 	var e *env
-	for attempt := 0; attempt < 20; attempt++ {
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
 		if e, err = openEnv(os.Getenv("TANDEM_BACKFILL_DB"), os.Getenv("TANDEM_BACKFILL_MIGRATION"), ""); err == nil {
 			break
 		}
