@@ -361,9 +361,14 @@ func (r *dynamoRun) run(ctx context.Context) error {
 			if err := r.sendCaughtUp(ctx, now); err != nil {
 				return err
 			}
+			if st == nil {
+				// Every shard is done or waits for a parent the list does not show yet: look
+				// for the children soon rather than at the next Refresh.
+				r.nextRefresh = minTime(r.nextRefresh, now.Add(r.d.cfg.MaxIdle))
+			}
 			wake := r.nextRefresh
-			if st != nil && st.due.Before(wake) {
-				wake = st.due
+			if st != nil {
+				wake = minTime(wake, st.due)
 			}
 			if err := sleepCtx(ctx, wake.Sub(now)); err != nil {
 				return err
@@ -512,8 +517,11 @@ func (r *dynamoRun) poll(ctx context.Context, st *shardState) error {
 	case errors.As(err, &trimmed):
 		return d.lost(fmt.Sprintf("shard %s: the records after sequence number %q were trimmed while being read", st.ID, st.Seq), err)
 	case errors.As(err, &nf):
+		// The refresh tells a trimmed shard (history lost) from a deleted stream (invalidated).
 		st.iter = nil
-		r.nextRefresh = time.Time{} // the refresh tells a trimmed shard from a deleted stream
+		if st.expiries++; st.expiries > dynamoMaxExpiries {
+			return fmt.Errorf("%s: shard %s: not found %d times in a row though the stream lists it: %w", d.Name(), st.ID, st.expiries, err)
+		}
 		return r.refresh(ctx)
 	case err != nil:
 		return fmt.Errorf("%s: reading shard %s after %q: %w", d.Name(), st.ID, st.Seq, err)
@@ -644,6 +652,13 @@ func closedShard(sh types.Shard) bool {
 
 func disabledStatus(s types.StreamStatus) bool {
 	return s == types.StreamStatusDisabled || s == types.StreamStatusDisabling
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

@@ -103,7 +103,7 @@ type shardState struct {
 	due      time.Time     // the earliest time of the next GetRecords
 	idle     time.Duration // the current wait after an empty answer
 	caughtUp bool          // the last GetRecords returned no records
-	expiries int           // fresh iterators that expired in a row
+	expiries int           // fresh iterators that expired (or whose shard was not found) in a row
 	listed   bool          // the last DescribeStream listed the shard
 }
 
