@@ -71,16 +71,22 @@ func TestDynamoStreamSurvivesKills(t *testing.T) {
 			case <-time.After(25 * time.Millisecond):
 			}
 			k := fmt.Sprintf("w%04d", i)
-			dynPut(t, raw, table, map[string]ddbtypes.AttributeValue{"pk": &ddbtypes.AttributeValueMemberS{Value: k}, "v": &ddbtypes.AttributeValueMemberN{Value: "1"}})
+			if !dynPut(t, raw, table, map[string]ddbtypes.AttributeValue{"pk": &ddbtypes.AttributeValueMemberS{Value: k}, "v": &ddbtypes.AttributeValueMemberN{Value: "1"}}) {
+				return
+			}
 			want = append(want, "insert "+k)
 			if i >= 2 && i%4 == 0 {
 				u := fmt.Sprintf("w%04d", i-2)
-				dynPut(t, raw, table, map[string]ddbtypes.AttributeValue{"pk": &ddbtypes.AttributeValueMemberS{Value: u}, "v": &ddbtypes.AttributeValueMemberN{Value: "2"}})
+				if !dynPut(t, raw, table, map[string]ddbtypes.AttributeValue{"pk": &ddbtypes.AttributeValueMemberS{Value: u}, "v": &ddbtypes.AttributeValueMemberN{Value: "2"}}) {
+					return
+				}
 				want = append(want, "update "+u)
 			}
 			if i >= 3 && i%6 == 0 {
 				d := fmt.Sprintf("w%04d", i-3)
-				dynDel(t, raw, table, map[string]ddbtypes.AttributeValue{"pk": &ddbtypes.AttributeValueMemberS{Value: d}})
+				if !dynDel(t, raw, table, map[string]ddbtypes.AttributeValue{"pk": &ddbtypes.AttributeValueMemberS{Value: d}}) {
+					return
+				}
 				want = append(want, "delete "+d)
 			}
 		}
