@@ -112,10 +112,11 @@ func TestDynamoStreamSurvivesKills(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		time.Sleep(time.Duration(100+rand.IntN(700)) * time.Millisecond)
-		require.Nil(t, cmd.ProcessState, "the child exited by itself:\n%s", out.String())
 		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
-		err := waitChild(cmd, 10*time.Second)
-		require.Error(t, err, "killed")
+		require.Error(t, waitChild(cmd, 10*time.Second), "killed")
+		ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+		require.True(t, ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL,
+			"run %d ended by itself (%s), not by the kill:\n%s", run, cmd.ProcessState, out.String())
 		kills++
 		t.Logf("kill %d: run %d delivered %d changes, saved %d positions", kills, run, deliveredBy(t, dir, run), savedBy(t, dir, run))
 	}
