@@ -249,6 +249,8 @@ func (f *fakeStreams) GetRecords(_ context.Context, in *dynamodbstreams.GetRecor
 		return nil, errors.New("fakeStreams: unknown iterator")
 	case it.expired:
 		return nil, &types.ExpiredIteratorException{Message: aws.String("Iterator expired")}
+	case it.shard.gone:
+		return nil, &types.ResourceNotFoundException{Message: aws.String("shard " + it.shard.id + " not found")}
 	case it.next < it.shard.trimmed:
 		return nil, &types.TrimmedDataAccessException{Message: aws.String("the iterator points at trimmed records")}
 	}

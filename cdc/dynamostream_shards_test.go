@@ -131,6 +131,34 @@ func countOf(keys []string, k string) int {
 	return n
 }
 
+// TestDynamoStreamFakeIdleCheckpoints: an idle source sends CaughtUp batches again and again,
+// each with a later At and a fresher position, so a saved checkpoint does not age on an idle
+// table; a write between them is delivered.
+func TestDynamoStreamFakeIdleCheckpoints(t *testing.T) {
+	f := newFakeStreams("t")
+	src := dynSource(t, f, fakeStore(t), func(c *cdc.DynamoStreamConfig) { c.IdleCheckpoint = 20 * time.Millisecond })
+	pos, err := src.Start(context.Background())
+	require.NoError(t, err)
+	var ups []cdc.Batch
+	var r dynRecv
+	require.NoError(t, dynTail(t, src, pos, time.Minute, func(b cdc.Batch) bool {
+		r.take(b)
+		if b.CaughtUp {
+			assert.Empty(t, b.Changes)
+			ups = append(ups, b)
+			if len(ups) == 2 {
+				f.put("shard-0000", "k0", types.OperationTypeInsert)
+			}
+		}
+		return len(ups) < 4
+	}))
+	assert.Equal(t, []string{"k0"}, r.keys)
+	for i := 1; i < len(ups); i++ {
+		assert.True(t, ups[i].At.After(ups[i-1].At), "At moves on")
+		assert.NotEqual(t, ups[i-1].Position, ups[i].Position, "the position moves on")
+	}
+}
+
 // TestDynamoStreamFakeStart: Start marks a closed shard done and reads its open child to the
 // end; Run then delivers only what comes after.
 func TestDynamoStreamFakeStart(t *testing.T) {
@@ -210,6 +238,9 @@ func TestDynamoStreamFakeHistoryLost(t *testing.T) {
 			f.getRecordsHook = func(id string) { f.trim(id, 6) }
 		}, want: "were trimmed", first: "trimmed while being read"},
 		{name: "shard gone", lose: func(f *fakeStreams) { f.drop("shard-0000") }, want: "no longer in the stream"},
+		{name: "shard gone while reading", lose: func(f *fakeStreams) {
+			f.getRecordsHook = func(id string) { f.drop(id) }
+		}, want: "no longer in the stream"},
 		{name: "checkpoint older than the retention", lose: func(*fakeStreams) {},
 			now: func() time.Time { return time.Now().Add(25 * time.Hour) }, want: "longer than the stream keeps them"},
 		{name: "stream replaced", lose: func(f *fakeStreams) {
