@@ -527,9 +527,16 @@ func (r *dynamoRun) poll(ctx context.Context, st *shardState) error {
 		return fmt.Errorf("%s: reading shard %s after %q: %w", d.Name(), st.ID, st.Seq, err)
 	}
 	st.expiries = 0
-	changes, newest, err := r.changes(st, out.Records)
-	if err != nil {
-		return err
+	changes, newest, bad := r.changes(st, out.Records)
+	if bad != nil {
+		// Deliver the records before the bad one, then stop: the checkpoint stays before it.
+		st.iter = nil
+		if len(changes) > 0 {
+			if err := r.send(ctx, changes, newest, false); err != nil {
+				return err
+			}
+		}
+		return bad
 	}
 	st.iter = out.NextShardIterator
 	closed := st.iter == nil
@@ -553,7 +560,9 @@ func (r *dynamoRun) poll(ctx context.Context, st *shardState) error {
 	return r.send(ctx, changes, newest, false)
 }
 
-// changes turns records into changes and moves the shard's checkpoint past them.
+// changes turns records into changes and moves the shard's checkpoint past them. At a record
+// it cannot use it stops: it returns the changes before it, with the checkpoint after them, and
+// the error.
 func (r *dynamoRun) changes(st *shardState, recs []types.Record) ([]Change, time.Time, error) {
 	var (
 		changes = make([]Change, 0, len(recs))
@@ -561,14 +570,15 @@ func (r *dynamoRun) changes(st *shardState, recs []types.Record) ([]Change, time
 		others  int
 	)
 	seq, at := st.Seq, st.At
+	defer func() { st.Seq, st.At = seq, at }()
 	for _, rec := range recs {
 		s, err := recordSeq(rec)
 		if err != nil {
-			return nil, time.Time{}, fmt.Errorf("%s: shard %s after %q: %w", r.d.Name(), st.ID, seq, err)
+			return changes, newest, fmt.Errorf("%s: shard %s after %q: %w", r.d.Name(), st.ID, seq, err)
 		}
 		c, ours, err := r.change(rec)
 		if err != nil {
-			return nil, time.Time{}, fmt.Errorf("%s: shard %s record %s: %w", r.d.Name(), st.ID, s, err)
+			return changes, newest, fmt.Errorf("%s: shard %s record %s: %w", r.d.Name(), st.ID, s, err)
 		}
 		seq = s
 		if rec.Dynamodb.ApproximateCreationDateTime != nil {
@@ -586,7 +596,6 @@ func (r *dynamoRun) changes(st *shardState, recs []types.Record) ([]Change, time
 	if others > 0 {
 		r.d.log.Debug("records of items of another sort key passed over", "shard", st.ID, "records", others)
 	}
-	st.Seq, st.At = seq, at
 	return changes, newest, nil
 }
 

@@ -322,8 +322,8 @@ func TestDynamoStreamFakeInvalidated(t *testing.T) {
 }
 
 // TestDynamoStreamFakeBadRecords: a record of an unknown event name, or without the table's
-// key attribute, ends Run with ErrDynamoRecord naming it; the batches before it are delivered,
-// its own is not, so no checkpoint passes it.
+// key attribute, ends Run with ErrDynamoRecord naming it; the records before it (in the same
+// GetRecords answer) are delivered, it is not, and no checkpoint passes it.
 func TestDynamoStreamFakeBadRecords(t *testing.T) {
 	cases := []struct {
 		name string
@@ -338,13 +338,14 @@ func TestDynamoStreamFakeBadRecords(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFakeStreams("t")
-			src := dynSource(t, f, fakeStore(t), func(c *cdc.DynamoStreamConfig) { c.Limit = 1 })
+			src := dynSource(t, f, fakeStore(t), nil)
 			pos, err := src.Start(context.Background())
 			require.NoError(t, err)
 			f.put("shard-0000", "good", types.OperationTypeInsert)
 			f.mu.Lock()
 			bad := f.putLocked("shard-0000", tc.op, tc.keys)
 			f.mu.Unlock()
+			f.put("shard-0000", "after", types.OperationTypeInsert)
 			var r dynRecv
 			err = dynTail(t, src, pos, time.Minute, func(b cdc.Batch) bool { r.take(b); return true })
 			require.ErrorIs(t, err, cdc.ErrDynamoRecord)
