@@ -27,8 +27,8 @@ var _ DynamoStreamsAPI = (*dynamodbstreams.Client)(nil)
 
 // ErrDynamoRecord means a stream record cannot be turned into a change: it has no usable key
 // (the table's key attribute is missing or of another type) or an event name other than
-// INSERT, MODIFY and REMOVE. Run stops on it, before the record's batch, so the checkpoint never
-// passes a record that was not delivered; running again fails the same way until the
+// INSERT, MODIFY and REMOVE. Run delivers the records before it and stops, so the checkpoint
+// never passes a record that was not delivered; running again fails the same way until the
 // configuration (the store's key attribute) is fixed.
 var ErrDynamoRecord = errors.New("unusable DynamoDB stream record")
 
