@@ -624,6 +624,38 @@ func (s *DynamoStore) KeyOf(doc bson.D) (Key, error) {
 	return nil, s.errf("key of", nil, fmt.Errorf("no field %q: %w", s.keyAttr, ErrKeyMissing))
 }
 
+// Table returns the name of the store's table.
+func (s *DynamoStore) Table() string { return s.table }
+
+// ItemKey returns the Store key of the item whose primary-key attributes are keys (a DynamoDB
+// Streams record's Keys, say): the partition key's value as Get and KeyOf give it (N "5" is
+// int32 5), so that a converge by it reads that item. ours is false, with no error, for an item
+// of another sort-key value than the store's (DynamoSortKey): no document of this store.
+func (s *DynamoStore) ItemKey(keys map[string]types.AttributeValue) (key Key, ours bool, err error) {
+	av, ok := keys[s.keyAttr]
+	if !ok {
+		return nil, false, s.errf("item key", nil, fmt.Errorf("no attribute %q: %w", s.keyAttr, ErrKeyMissing))
+	}
+	switch av.(type) {
+	case *types.AttributeValueMemberS, *types.AttributeValueMemberN, *types.AttributeValueMemberB:
+	default:
+		return nil, false, s.errf("item key", nil, valueErr("attribute %q is a %T, not a string, number or binary", s.keyAttr, av))
+	}
+	if s.sortAttr != "" {
+		sv, ok := keys[s.sortAttr]
+		if !ok {
+			return nil, false, s.errf("item key", nil, fmt.Errorf("no sort key attribute %q: %w", s.sortAttr, ErrKeyMissing))
+		}
+		if keyCanon(sv) != keyCanon(s.sortValue) {
+			return nil, false, nil
+		}
+	}
+	if key, err = unmarshalValue(av); err != nil {
+		return nil, false, s.errf("item key", nil, err)
+	}
+	return key, true, nil
+}
+
 // Normalize maps doc to an item and back: numbers, field order, binaries and dates come out as
 // Get returns them. Its errors are those Upsert would give, too-large items included.
 func (s *DynamoStore) Normalize(doc bson.D) (bson.D, error) {

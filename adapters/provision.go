@@ -146,8 +146,9 @@ func (s *DynamoStore) Exists(ctx context.Context) (bool, error) {
 }
 
 // Provision creates an on-demand table keyed by the store's partition-key attribute (of type
-// p.KeyType) and, with DynamoSortKey, its sort key (of the constant's type), and waits until it
-// is active. A table that exists is left as it is, whatever its key schema.
+// p.KeyType) and, with DynamoSortKey, its sort key (of the constant's type), with a KEYS_ONLY
+// stream (for the reverse path), and waits until it is active. A table that exists is left as
+// it is, whatever its key schema and stream.
 func (s *DynamoStore) Provision(ctx context.Context, p Provisioning) (bool, error) {
 	if len(p.Indexes) > 0 {
 		return false, s.errf("create table", nil, errors.New("secondary indexes are not supported on DynamoDB targets"))
@@ -169,6 +170,9 @@ func (s *DynamoStore) Provision(ctx context.Context, p Provisioning) (bool, erro
 		BillingMode:          types.BillingModePayPerRequest,
 		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String(s.keyAttr), AttributeType: kt}},
 		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String(s.keyAttr), KeyType: types.KeyTypeHash}},
+		// The reverse path (cdc.DynamoStream) follows the table's stream. Keys are all it reads:
+		// converge reads the item itself, so no record carries an image of up to 400 KB.
+		StreamSpecification: &types.StreamSpecification{StreamEnabled: aws.Bool(true), StreamViewType: types.StreamViewTypeKeysOnly},
 	}
 	if s.sortAttr != "" {
 		st := types.ScalarAttributeTypeS
