@@ -368,6 +368,9 @@ func (b *Backfill) retry(ctx context.Context, what string, fn func(context.Conte
 	delay := 100 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		err := fn(ctx)
+		if errors.Is(err, errLeaseLost) {
+			return err // permanent for this lease: the caller leaves the partition
+		}
 		if err == nil || ctx.Err() != nil {
 			if err != nil {
 				return ctx.Err()

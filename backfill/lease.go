@@ -177,19 +177,34 @@ func (b *Backfill) save(ctx context.Context, h *held, change func(*catalog.Backf
 	if err := b.fence(ctx, h); err != nil {
 		return err
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	l := h.lease
-	change(&l)
-	l.UpdatedAt = time.Now().UTC()
-	l.ExpiresAt = time.Now().Add(b.cfg.Lease).UTC()
-	if err := b.retry(ctx, "save checkpoint", func(ctx context.Context) error {
-		return b.cfg.Catalog.SaveBackfillLease(ctx, l)
-	}); err != nil {
+	// Each attempt holds h.mu only while it writes, so the renewals of this process's other
+	// leases (renewLoop) never wait behind a save that waits out an outage; each attempt is
+	// bounded, so a catalog that hangs a command cannot hold the lock either.
+	err := b.retry(ctx, "save checkpoint", func(ctx context.Context) error {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		l := h.lease
+		change(&l)
+		l.UpdatedAt = time.Now().UTC()
+		l.ExpiresAt = time.Now().Add(b.cfg.Lease).UTC()
+		actx, cancel := context.WithTimeout(ctx, b.cfg.Lease/2)
+		defer cancel()
+		err := b.cfg.Catalog.SaveBackfillLease(actx, l)
+		if errors.Is(err, catalog.ErrNotFound) {
+			// The record is gone or has another owner: this process no longer holds the
+			// partition, whatever the fence read. Its state stays as last saved.
+			h.lost.Store(true)
+			return fmt.Errorf("%w: %w", errLeaseLost, err)
+		}
+		if err == nil {
+			h.lease = l
+		}
 		return err
+	})
+	if errors.Is(err, errLeaseLost) {
+		return errLeaseLost
 	}
-	h.lease = l
-	return nil
+	return err
 }
 
 // fence returns errLeaseLost once a newer generation of h's partition exists.
