@@ -75,24 +75,33 @@ func fieldLine(l string) FieldDiff {
 	switch {
 	case strings.HasPrefix(rest, "want "):
 		d.Change = ChangeDiffers
-		want, after, ok := readValue(rest[len("want "):])
-		if ok && strings.HasPrefix(after, ", got ") {
-			if got, end, ok := readValue(after[len(", got "):]); ok && end == "" {
-				d.Want, d.Got = want, got
-				return d
+		for _, want := range readValues(rest[len("want "):]) {
+			after, ok := strings.CutPrefix(want.rest, ", got ")
+			if !ok {
+				continue
+			}
+			for _, got := range readValues(after) {
+				if got.rest == "" {
+					d.Want, d.Got = want.v, got.v
+					return d
+				}
 			}
 		}
 	case strings.HasPrefix(rest, "missing (want "):
 		d.Change = ChangeMissing
-		if want, after, ok := readValue(rest[len("missing (want "):]); ok && after == ")" {
-			d.Want = want
-			return d
+		for _, want := range readValues(rest[len("missing (want "):]) {
+			if want.rest == ")" {
+				d.Want = want.v
+				return d
+			}
 		}
 	case strings.HasPrefix(rest, "unexpected "):
 		d.Change = ChangeUnexpected
-		if got, after, ok := readValue(rest[len("unexpected "):]); ok && after == "" {
-			d.Got = got
-			return d
+		for _, got := range readValues(rest[len("unexpected "):]) {
+			if got.rest == "" {
+				d.Got = got.v
+				return d
+			}
 		}
 	default:
 		d.Change = ChangeDiffers
@@ -101,22 +110,32 @@ func fieldLine(l string) FieldDiff {
 	return d
 }
 
-// readValue reads "T V" from the start of s and returns the rest of s after V.
-func readValue(s string) (*Value, string, bool) {
+// candidate is one way to read "T V" at the start of a text, and the text after it.
+type candidate struct {
+	v    *Value
+	rest string
+}
+
+// readValues returns the readings of "T V" at the start of s: V as one whole JSON value, and
+// V cut short (exactly renderCut characters ending in "..."). A cut string can read as JSON
+// up to a later quote, so the caller keeps the reading after which the line goes on as it must.
+func readValues(s string) []candidate {
 	typ, v, ok := strings.Cut(s, " ")
 	if !ok || !typeRE.MatchString(typ) {
-		return nil, "", false
+		return nil
 	}
-	n := jsonPrefix(v)
-	if n < 0 {
-		// Cut short: exactly renderCut characters ending in "...".
-		if len(v) < renderCut || v[renderCut-3:renderCut] != "..." {
-			return nil, "", false
-		}
-		n = renderCut
+	var out []candidate
+	add := func(n int) {
+		text := v[:n]
+		out = append(out, candidate{&Value{Type: typ, Hash: hashValue(text), Value: &text}, v[n:]})
 	}
-	text := v[:n]
-	return &Value{Type: typ, Hash: hashValue(text), Value: &text}, v[n:], true
+	if len(v) >= renderCut && v[renderCut-3:renderCut] == "..." {
+		add(renderCut)
+	}
+	if n := jsonPrefix(v); n > 0 && n != renderCut {
+		add(n)
+	}
+	return out
 }
 
 // jsonPrefix returns the length of the one JSON value s starts with, or -1.
