@@ -134,4 +134,3 @@ func (c *Catalog) MismatchesFoundBetween(ctx context.Context, migration, source 
 	}
 	return out, nil
 }
-

@@ -15,17 +15,17 @@ var htmlText string
 // htmlTemplate renders the one self-contained page: styles, script and the drift chart are
 // inline and nothing is fetched. html/template escapes every value for its context.
 var htmlTemplate = template.Must(template.New("report").Funcs(template.FuncMap{
-	"stamp":     stamp,
-	"stampPtr":  stampPtr,
-	"count":     countText,
-	"coverage":  coverageText,
-	"position":  positionText,
-	"value":     valueText,
-	"pending":   pendingText,
-	"ok":        okText,
-	"flags":     flagsText,
-	"kinds":     func() []string { return Kinds },
-	"deref":     func(s *string) string { return *s },
+	"stamp":    stamp,
+	"stampPtr": stampPtr,
+	"count":    countText,
+	"coverage": coverageText,
+	"position": positionText,
+	"value":    valueText,
+	"pending":  pendingText,
+	"ok":       okText,
+	"flags":    flagsText,
+	"kinds":    func() []string { return Kinds },
+	"deref":    func(s *string) string { return *s },
 }).Parse(htmlText))
 
 // htmlPage is what the template sees.
