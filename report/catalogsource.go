@@ -43,7 +43,7 @@ func (s CatalogSource) Migration(ctx context.Context, name string) (MigrationSta
 	m, err := s.Catalog.Migration(ctx, name)
 	if err != nil {
 		if errors.Is(err, catalog.ErrNotFound) {
-			return MigrationState{}, fmt.Errorf("migration %s: %w: %w", name, ErrUnknownMigration, err)
+			return MigrationState{}, fmt.Errorf("%w %s: %w", ErrUnknownMigration, name, catalog.ErrNotFound)
 		}
 		return MigrationState{}, err
 	}

@@ -54,14 +54,20 @@ func (s *Service) Generate(ctx context.Context, name string) (Report, error) {
 func (s *Service) Load(ctx context.Context, name, id string) (Report, error) {
 	if _, err := s.Catalog.Migration(ctx, name); err != nil {
 		if errors.Is(err, catalog.ErrNotFound) {
-			return Report{}, fmt.Errorf("migration %s: %w: %w", name, ErrUnknownMigration, err)
+			return Report{}, fmt.Errorf("%w %s: %w", ErrUnknownMigration, name, catalog.ErrNotFound)
 		}
 		return Report{}, err
+	}
+	if _, err := bson.ObjectIDFromHex(id); err != nil && id != catalog.LatestReport {
+		return Report{}, fmt.Errorf("%w %q for %s: not a report id (24 hex digits, or %s): %w", ErrUnknownReport, id, name, catalog.LatestReport, catalog.ErrNotFound)
 	}
 	stored, err := s.Catalog.ReleaseReport(ctx, name, id)
 	if err != nil {
 		if errors.Is(err, catalog.ErrNotFound) {
-			return Report{}, fmt.Errorf("%w %q for %s: %w", ErrUnknownReport, id, name, err)
+			if id == catalog.LatestReport {
+				return Report{}, fmt.Errorf("%w: %s has no stored release report yet: %w", ErrUnknownReport, name, catalog.ErrNotFound)
+			}
+			return Report{}, fmt.Errorf("%w %q for %s: %w", ErrUnknownReport, id, name, catalog.ErrNotFound)
 		}
 		return Report{}, err
 	}
