@@ -159,11 +159,10 @@ func Judge(v Verification, budget int64) Verdict {
 		out.Result = Fail
 		out.Reasons = append(out.Reasons, fmt.Sprintf(format, args...))
 	}
-	if !v.Found {
+	switch {
+	case !v.Found:
 		fail("no verification recorded: run `tandem verify` first")
-		return out
-	}
-	if !v.Complete {
+	case !v.Complete:
 		fail("the verification did not go through every key")
 	}
 	for _, g := range v.NotCovered {

@@ -238,6 +238,16 @@ func TestReportCommandRefusesBadInput(t *testing.T) {
 	}
 	_, err := os.Stat(filepath.Join(dir, "r.txt"))
 	assert.ErrorIs(t, err, os.ErrNotExist, "a refused --out leaves no file")
+	kept := filepath.Join(dir, "kept.md")
+	require.NoError(t, os.WriteFile(kept, []byte("the previous report"), 0o600))
+	_, status, _ := tandemCLI(t, "report", "nobody", "--out", kept)
+	assert.Equal(t, exitFailed, status)
+	b, err := os.ReadFile(kept)
+	require.NoError(t, err)
+	assert.Equal(t, "the previous report", string(b), "a failed report leaves the file that was there")
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Len(t, entries, 1, "no temporary file is left behind: %v", entries)
 
 	// Values need the token; reading a stored report does not.
 	out, _, err := tandemCLI(t, "verify", m)
@@ -245,7 +255,7 @@ func TestReportCommandRefusesBadInput(t *testing.T) {
 	out, _, err = tandemCLI(t, "report", m)
 	require.NoError(t, err, out)
 	t.Setenv(envAdminToken, "")
-	out, status, err := tandemCLI(t, "report", m, "--id", "latest")
+	out, status, err = tandemCLI(t, "report", m, "--id", "latest")
 	require.NoError(t, err, out)
 	assert.Equal(t, exitOK, status)
 	_, status, err = tandemCLI(t, "report", m, "--id", "latest", "--include-values")

@@ -127,28 +127,32 @@ func (o *reportOptions) run(cmd *cobra.Command, name string) error {
 	return nil
 }
 
-// openOut opens path for writing (stdout when empty) before anything is asked of the API, so
-// that an unwritable path fails first. finish closes it; finish(false) also removes a file
-// that this call created.
+// openOut prepares writing to path (stdout when empty) before anything is asked of the API,
+// so that an unwritable place fails first: the report goes to a temporary file beside path,
+// which finish(true) renames over it and finish(false) removes, so that a failure never leaves
+// half a report, nor destroys the file that was there.
 func openOut(stdout io.Writer, path string) (io.Writer, func(ok bool) error, error) {
 	if path == "" {
 		return stdout, func(bool) error { return nil }, nil
 	}
-	_, statErr := os.Stat(path)
-	created := errors.Is(statErr, os.ErrNotExist)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return nil, nil, usagef("--out %s: is a directory", path)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return nil, nil, usagef("--out %s: cannot write it: %v", path, unwrapPathError(err))
 	}
 	return f, func(ok bool) error {
 		err := f.Close()
-		if !ok {
-			if created {
-				_ = os.Remove(path)
+		if err == nil && ok {
+			if err = os.Chmod(f.Name(), 0o644); err == nil {
+				err = os.Rename(f.Name(), path)
 			}
-			return nil
 		}
-		if err != nil {
+		if err != nil || !ok {
+			_ = os.Remove(f.Name())
+		}
+		if err != nil && ok {
 			return fmt.Errorf("--out %s: writing it: %w", path, err)
 		}
 		return nil
