@@ -40,7 +40,7 @@ func chromiumPath(t *testing.T) string {
 // TestHTMLRendersInChromium opens the HTML report (with a hostile value and values shown) in
 // headless Chromium from a file: it must render with no console message, no exception and no
 // network request, its script must work (the mismatch filter), and a screenshot is kept in
-// .cache/artifacts/ for a person to look at.
+// .cache/artifacts/ (or $TANDEM_ARTIFACTS) for a person to look at.
 func TestHTMLRendersInChromium(t *testing.T) {
 	browser := chromiumPath(t)
 	ctx := context.Background()
@@ -127,7 +127,10 @@ func TestHTMLRendersInChromium(t *testing.T) {
 	}, 30*time.Second, 20*time.Millisecond, "the control page's console call and request are seen")
 	mu.Lock()
 
-	art := filepath.Join("..", ".cache", "artifacts")
+	art := os.Getenv("TANDEM_ARTIFACTS") // default: .cache/artifacts of this repository
+	if art == "" {
+		art = filepath.Join("..", ".cache", "artifacts")
+	}
 	require.NoError(t, os.MkdirAll(art, 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(art, "report.png"), shot, 0o644))
 	require.Greater(t, len(shot), 10_000, "a screenshot of the page")
