@@ -94,6 +94,7 @@ func classify(err error) (int, string) {
 		{report.ErrUnknownReport, CodeReportNotFound},
 		{report.ErrNoSigner, CodeBadSignOff},
 		{report.ErrNoComment, CodeBadSignOff},
+		{report.ErrSpecVersion, CodeConflict},
 		{flags.ErrNotFound, CodeNotFound},
 		{catalog.ErrNotFound, CodeNotFound},
 		{flags.ErrConflict, CodeConflict},

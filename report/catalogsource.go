@@ -52,6 +52,11 @@ func (s CatalogSource) Migration(ctx context.Context, name string) (MigrationSta
 		return MigrationState{}, fmt.Errorf("migration %s is not run by this server, which therefore lacks its spec (and mismatch budget): %w: %w",
 			name, ErrUnknownMigration, catalog.ErrNotFound)
 	}
+	if spec.Version != m.SpecVersion {
+		// The budget belongs to a spec version: never judge one version by another's.
+		return MigrationState{}, fmt.Errorf("%w: this server runs spec version %s of %s, but the catalog's current version is %s: ask a server that runs it",
+			ErrSpecVersion, spec.Version, name, m.SpecVersion)
+	}
 	fl := make(map[string]string, len(m.Flags))
 	for k, v := range m.Flags {
 		fl[k] = v

@@ -53,6 +53,9 @@ var (
 	ErrUnknownMigration = errors.New("unknown migration")
 	// ErrUnknownReport means no stored release report of the migration has that id.
 	ErrUnknownReport = errors.New("unknown report id")
+	// ErrSpecVersion means the server generating a report runs another spec version of the
+	// migration than the catalog's current one, so its mismatch budget may not apply.
+	ErrSpecVersion = errors.New("spec version mismatch")
 )
 
 // Source is what a report is generated from. Each method reads the migration's state as it is

@@ -343,3 +343,14 @@ func TestHTMLIsSelfContainedAndEscaped(t *testing.T) {
 	md := render(t, r, report.FormatMarkdown, true)
 	assert.NotContains(t, md, "<script", "markdown escapes HTML too")
 }
+
+func TestAReportNeedsTheCurrentSpecVersion(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, -1)
+	_, err := f.cat.RegisterSpec(ctx, migration, "0000aaaa0000aaaa", "name: users-v2 # edited elsewhere", "another proxy")
+	require.NoError(t, err)
+	_, err = f.svc.Generate(ctx, migration)
+	require.ErrorIs(t, err, report.ErrSpecVersion)
+	assert.Contains(t, err.Error(), "runs spec version "+f.spec.Version)
+	assert.Contains(t, err.Error(), "current version is 0000aaaa0000aaaa")
+}
