@@ -14,8 +14,10 @@ export TANDEM_NODE_MODULES := $(CURDIR)/clients/node_modules
 # The Kafka integration tests (a real broker, testenv.StartKafka) fail instead of skipping too.
 KAFKA   := .cache/kafka
 export TANDEM_KAFKA_LIB := $(CURDIR)/$(KAFKA)/lib
+# The HTML report's browser test (report/chromium_test.go) fails instead of skipping too.
+export TANDEM_REQUIRE_CHROMIUM := 1
 
-.PHONY: all build run test test-go fuzz bench lint clients kafka clean
+.PHONY: all build run test test-go fuzz bench lint clients kafka chromium clean
 
 all: build
 
@@ -30,7 +32,7 @@ run: build
 ## it fails if a server the tests started from this repository (a Kafka broker on the jars of
 ## .cache/kafka, moto from .venv) still runs. The kernel kills those when their test binary
 ## ends (PR_SET_PDEATHSIG), so the check waits up to 3 s for the last to go.
-test: clients kafka test-go fuzz
+test: clients kafka chromium test-go fuzz
 	@for i in 1 2 3 4; do \
 		left=$$(pgrep -af -- '$(CURDIR)/(\.cache/kafka/lib|\.venv/bin/python -m moto\.server)' || true); \
 		[ -z "$$left" ] && exit 0; [ $$i -lt 4 ] && sleep 1; \
@@ -74,6 +76,12 @@ clients/node_modules/.installed: clients/package.json clients/package-lock.json
 ## by mvn once (again only when the pom changes); the integration tests run it in KRaft mode.
 kafka:
 	sh testenv/kafka/install.sh $(KAFKA)
+
+## chromium: Debian's chromium for the HTML report's headless test, installed with apt-get
+## when missing (the one system package make test installs; it needs root, as on CI).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
+	@command -v chromium >/dev/null 2>&1 || { echo "make chromium: chromium could not be installed" >&2; exit 1; }
 
 clean:
 	rm -rf bin $(VENV) clients/node_modules $(KAFKA)

@@ -8,6 +8,7 @@ import (
 	"github.com/tandemdb/tandem/backfill"
 	"github.com/tandemdb/tandem/catalog"
 	"github.com/tandemdb/tandem/flags"
+	"github.com/tandemdb/tandem/report"
 )
 
 // Error codes, the "code" field of an error answer.
@@ -28,6 +29,9 @@ const (
 	CodeBackfillPaused     = "backfill_paused"      // 409: a pause of a paused backfill
 	CodeBackfillNotPaused  = "backfill_not_paused"  // 409: a resume of a backfill that is not paused
 	CodeBadRate            = "bad_rate"             // 422: a backfill limit of 0 or less, or not a number; the message names the field
+
+	CodeReportNotFound = "report_not_found" // 404: the migration has no stored release report with that id
+	CodeBadSignOff     = "bad_signoff"      // 422: a sign-off without a signer or a comment
 )
 
 // Sentinel errors for the codes that have no flags, backfill or catalog error of their own; a
@@ -64,6 +68,9 @@ var codes = map[string]struct {
 	CodeBackfillPaused:     {http.StatusConflict, backfill.ErrAlreadyPaused},
 	CodeBackfillNotPaused:  {http.StatusConflict, backfill.ErrNotPaused},
 	CodeBadRate:            {http.StatusUnprocessableEntity, backfill.ErrInvalidRate},
+
+	CodeReportNotFound: {http.StatusNotFound, report.ErrUnknownReport},
+	CodeBadSignOff:     {http.StatusUnprocessableEntity, report.ErrNoSigner},
 }
 
 // classify maps an error from the flags manager or the backfill package to a status and code.
@@ -84,6 +91,10 @@ func classify(err error) (int, string) {
 		{backfill.ErrAlreadyPaused, CodeBackfillPaused},
 		{backfill.ErrNotPaused, CodeBackfillNotPaused},
 		{backfill.ErrInvalidRate, CodeBadRate},
+		{report.ErrUnknownReport, CodeReportNotFound},
+		{report.ErrNoSigner, CodeBadSignOff},
+		{report.ErrNoComment, CodeBadSignOff},
+		{report.ErrSpecVersion, CodeConflict},
 		{flags.ErrNotFound, CodeNotFound},
 		{catalog.ErrNotFound, CodeNotFound},
 		{flags.ErrConflict, CodeConflict},

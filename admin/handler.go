@@ -69,6 +69,10 @@ type Config struct {
 	// SetBytesRate) for every process running the backfill, wherever it runs. Optional;
 	// without it those endpoints answer 501.
 	BackfillCatalog *catalog.Catalog
+	// Reports generates, stores, reads and signs release reports (report.Service): POST
+	// /v1/migrations/{name}/reports, GET …/reports/{id}, POST …/reports/{id}/signoffs.
+	// Optional; without it those endpoints answer 501.
+	Reports Reports
 }
 
 // MaxBodyBytes is the largest request body the handler reads; a larger one gets 413.
@@ -88,7 +92,7 @@ func NewHandler(cfg Config) http.Handler {
 	if cfg.Flags == nil {
 		panic("admin.NewHandler: Config.Flags is required")
 	}
-	h := &handler{flags: cfg.Flags, log: cfg.Logger, who: cfg.Who, verify: cfg.Verify, status: cfg.Status, backfill: cfg.BackfillCatalog}
+	h := &handler{flags: cfg.Flags, log: cfg.Logger, who: cfg.Who, verify: cfg.Verify, status: cfg.Status, backfill: cfg.BackfillCatalog, reports: cfg.Reports}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -111,6 +115,9 @@ func NewHandler(cfg Config) http.Handler {
 	mux.Handle("/v1/migrations/{name}/backfill/pause", methods{http.MethodPost: h.write(h.pauseBackfill)})
 	mux.Handle("/v1/migrations/{name}/backfill/resume", methods{http.MethodPost: h.write(h.resumeBackfill)})
 	mux.Handle("/v1/migrations/{name}/backfill/rate", methods{http.MethodPost: h.write(h.rateBackfill)})
+	mux.Handle("/v1/migrations/{name}/reports", methods{http.MethodPost: h.write(h.generateReport)})
+	mux.Handle("/v1/migrations/{name}/reports/{id}", methods{http.MethodGet: h.getReport})
+	mux.Handle("/v1/migrations/{name}/reports/{id}/signoffs", methods{http.MethodPost: h.write(h.signReport)})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, CodeNotFound, fmt.Sprintf("no admin endpoint %s", r.URL.Path), nil)
 	})
@@ -121,6 +128,7 @@ type handler struct {
 	verify   func(ctx context.Context, migration string, repair bool) (catalog.VerifySummary, error)
 	status   func(ctx context.Context, name string) (migration.Status, error)
 	backfill *catalog.Catalog // nil: the backfill endpoints answer 501
+	reports  Reports          // nil: the report endpoints answer 501
 	flags    Flags
 	log      *slog.Logger
 	who      func(*http.Request) (string, error)

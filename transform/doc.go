@@ -23,6 +23,8 @@
 //	indexes:                      # optional, MongoDB target only: created by the backfill
 //	  - {keys: {profile.email: 1}, unique: true}   # fields of the target shape, 1 or -1
 //	  - {name: by_city, keys: {profile.city: 1, age: -1}, sparse: true}
+//	verify:                       # optional: what a verification must meet
+//	  mismatch_budget: 0          # confirmed mismatches the release report's verdict allows; default 0
 //	forward:                      # required, at least one step, run in order
 //	  - rename: {from: name, to: profile.full_name}
 //	  - move: {from: email, to: profile.email}  # the same as rename

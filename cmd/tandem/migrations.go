@@ -240,7 +240,7 @@ func startMigrations(ctx context.Context, o *migrationOptions, upstreamURI strin
 	if err := ms.start(runCtx, o, journal, reg, log); err != nil {
 		return nil, err
 	}
-	ms.api = admin.NewHandler(admin.Config{Flags: ms.manager, Token: token, Logger: log, Verify: ms.verify, Status: ms.status, BackfillCatalog: ms.catalog})
+	ms.api = admin.NewHandler(admin.Config{Flags: ms.manager, Token: token, Logger: log, Verify: ms.verify, Status: ms.status, BackfillCatalog: ms.catalog, Reports: ms.reportService()})
 	return ms, nil
 }
 
