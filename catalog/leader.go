@@ -69,6 +69,15 @@ type LeaderClaim struct {
 	NotBefore time.Time
 }
 
+// ceilMillis rounds t up to BSON's millisecond precision: a stored expiry is never earlier
+// than the one the holder keeps.
+func ceilMillis(t time.Time) time.Time {
+	if r := t.Truncate(time.Millisecond); !r.Equal(t) {
+		return r.Add(time.Millisecond)
+	}
+	return t
+}
+
 // checkLeaseArgs validates the arguments common to the leader lease calls.
 func checkLeaseArgs(name, owner string, ttl time.Duration) error {
 	switch {
@@ -102,14 +111,14 @@ func (c *Catalog) AcquireLeaderLease(ctx context.Context, name, owner string, tt
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return LeaderClaim{}, err
 	}
-	now := c.now().UTC()
+	now := c.now().UTC().Truncate(time.Millisecond)
 	if hasPrev && !prev.Released && !now.After(prev.ExpiresAt.Add(skew)) {
 		return LeaderClaim{}, fmt.Errorf("leader lease %s: generation %d is held by %s until %s: %w",
 			name, prev.Generation, prev.Owner, prev.ExpiresAt.Format(time.RFC3339Nano), ErrLeaseHeld)
 	}
 	next := LeaderLease{
 		Name: name, Generation: prev.Generation + 1, Owner: owner,
-		AcquiredAt: now, RenewedAt: now, ExpiresAt: now.Add(ttl),
+		AcquiredAt: now, RenewedAt: now, ExpiresAt: ceilMillis(now.Add(ttl)),
 		Predecessor: prev.Owner, TookOver: hasPrev && !prev.Released,
 	}
 	next.ID = LeaderLeaseID(name, next.Generation)
@@ -155,7 +164,7 @@ func (c *Catalog) RenewLeaderLease(ctx context.Context, l LeaderLease, ttl time.
 	}
 	now := c.now().UTC()
 	next := l
-	next.RenewedAt, next.ExpiresAt = now, now.Add(ttl)
+	next.RenewedAt, next.ExpiresAt = now.Truncate(time.Millisecond), ceilMillis(now.Add(ttl))
 	res, err := c.db.Collection(collLeaderLeases).UpdateOne(ctx,
 		bson.D{{Key: "_id", Value: LeaderLeaseID(l.Name, l.Generation)}, {Key: "owner", Value: l.Owner}},
 		bson.D{{Key: "$set", Value: bson.D{{Key: "renewed_at", Value: next.RenewedAt}, {Key: "expires_at", Value: next.ExpiresAt}}}})
@@ -188,7 +197,7 @@ func (c *Catalog) fenceLeaderLease(ctx context.Context, l LeaderLease) error {
 // it at once and starts without waiting. Call it only once the work under l has stopped. Only
 // l's owner may call it; releasing a lease that was taken over changes nothing that is read.
 func (c *Catalog) ReleaseLeaderLease(ctx context.Context, l LeaderLease) error {
-	now := c.now().UTC()
+	now := c.now().UTC().Truncate(time.Millisecond)
 	_, err := c.db.Collection(collLeaderLeases).UpdateOne(ctx,
 		bson.D{{Key: "_id", Value: LeaderLeaseID(l.Name, l.Generation)}, {Key: "owner", Value: l.Owner}},
 		bson.D{{Key: "$set", Value: bson.D{{Key: "released", Value: true}, {Key: "expires_at", Value: now}, {Key: "renewed_at", Value: now}}}})
