@@ -78,13 +78,24 @@ func ceilMillis(t time.Time) time.Time {
 	return t
 }
 
-// checkLeaseArgs validates the arguments common to the leader lease calls.
-func checkLeaseArgs(name, owner string, ttl time.Duration) error {
+// CheckLeaderLeaseName validates the name of a leader lease: not empty, and no '#' (which
+// separates the name from the generation in the records' ids).
+func CheckLeaderLeaseName(name string) error {
 	switch {
 	case name == "":
 		return errors.New("leader lease: empty name")
 	case strings.ContainsRune(name, '#'):
 		return fmt.Errorf("leader lease %q: the name may not contain '#'", name)
+	}
+	return nil
+}
+
+// checkLeaseArgs validates the arguments common to the leader lease calls.
+func checkLeaseArgs(name, owner string, ttl time.Duration) error {
+	if err := CheckLeaderLeaseName(name); err != nil {
+		return err
+	}
+	switch {
 	case owner == "":
 		return fmt.Errorf("leader lease %s: empty owner", name)
 	case ttl <= 0:

@@ -74,6 +74,9 @@ func (c ElectConfig) withDefaults() (ElectConfig, error) {
 	if c.Name == "" {
 		return c, errors.New("cdc: ElectConfig.Name is required")
 	}
+	if err := catalog.CheckLeaderLeaseName(c.Name); err != nil {
+		return c, fmt.Errorf("cdc: ElectConfig.Name: %w", err)
+	}
 	if c.Owner == "" {
 		c.Owner = c.Leases.ProcessID()
 	}
