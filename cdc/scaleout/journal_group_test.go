@@ -1,0 +1,3 @@
+package scaleout_test
+
+func workerMain() int { return 2 }
