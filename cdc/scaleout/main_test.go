@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -77,9 +78,14 @@ func childLog() *slog.Logger {
 type child struct {
 	name string
 	cmd  *exec.Cmd
-	out  *syncBuilder
-	done chan struct{} // closed once it has exited
+	out    *syncBuilder
+	done   chan struct{} // closed once it has exited
+	killed atomic.Bool   // the test killed it
 }
+
+// watched are the children of the running test that must not exit by themselves: eventually
+// fails at once when one does, instead of waiting for a condition that will not come.
+var watched []*child
 
 // startChild starts this binary as a child of role with env added.
 func startChild(t *testing.T, role, name string, env ...string) *child {
@@ -95,7 +101,9 @@ func startChild(t *testing.T, role, name string, env ...string) *child {
 		_ = cmd.Wait()
 		close(c.done)
 	}()
+	watched = append(watched, c)
 	t.Cleanup(func() {
+		watched = nil
 		c.kill()
 		if t.Failed() {
 			t.Logf("child %s:\n%s", name, c.out.String())
@@ -106,6 +114,7 @@ func startChild(t *testing.T, role, name string, env ...string) *child {
 
 // kill SIGKILLs the child by its pid and waits for it to exit.
 func (c *child) kill() {
+	c.killed.Store(true)
 	select {
 	case <-c.done:
 		return
@@ -138,6 +147,15 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	limit := time.Now().Add(waitLimit)
 	for !cond() {
+		for _, c := range watched {
+			select {
+			case <-c.done:
+				if !c.killed.Load() {
+					t.Fatalf("waiting for %s: child %s exited (%s):\n%s", what, c.name, c.cmd.ProcessState, c.out.String())
+				}
+			default:
+			}
+		}
 		if time.Now().After(limit) {
 			t.Fatalf("gave up waiting for %s", what)
 		}

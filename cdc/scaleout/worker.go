@@ -19,6 +19,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/tandemdb/tandem/adapters"
+	"github.com/tandemdb/tandem/catalog"
 	"github.com/tandemdb/tandem/cdc"
 	"github.com/tandemdb/tandem/shadow"
 	"github.com/tandemdb/tandem/transform"
@@ -62,7 +63,8 @@ const HandledCollection = "handled"
 type WorkerConfig struct {
 	// MongoURI is the MongoDB (FerretDB) of the stores. Required.
 	MongoURI string
-	// DB is the database of the stores and of HandledCollection. Required.
+	// DB is the database of the stores and of HandledCollection; the catalog (dead letters,
+	// lags) is DB_meta. Required.
 	DB string
 	// Brokers and Topic are the journal's. Required.
 	Brokers []string
@@ -73,6 +75,8 @@ type WorkerConfig struct {
 	Group string
 	// Record makes the worker record the keys of every batch it converged.
 	Record bool
+	// MaxBatch is the most journal entries of one batch. Optional; default the journal's (500).
+	MaxBatch int
 	// Logger is the logger. Optional; default: discard.
 	Logger *slog.Logger
 }
@@ -99,10 +103,14 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	if err != nil {
 		return err
 	}
+	cat, err := catalog.Open(ctx, client, catalog.WithDatabase(cfg.DB+"_meta"))
+	if err != nil {
+		return fmt.Errorf("scaleout: worker %s: %w", cfg.Name, err)
+	}
 	old, new := Stores(client, cfg.DB)
 	engine, err := shadow.NewEngine(shadow.Config{
 		Migration: Migration, SpecVersion: spec.Version, Old: old, New: new,
-		Forward: spec.Forward, Reverse: spec.Reverse, Log: cfg.Logger,
+		Forward: spec.Forward, Reverse: spec.Reverse, DeadLetters: cat, Log: cfg.Logger,
 	})
 	if err != nil {
 		return err
@@ -111,7 +119,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 		Brokers: cfg.Brokers, Topic: cfg.Topic, ClientID: cfg.Name, Logger: cfg.Logger,
 		Options: []kgo.Opt{kgo.SessionTimeout(SessionTimeout), kgo.HeartbeatInterval(500 * time.Millisecond),
 			kgo.FetchMaxWait(200 * time.Millisecond), kgo.MetadataMinAge(250 * time.Millisecond)},
-		RetryMin: 10 * time.Millisecond, RetryMax: 500 * time.Millisecond,
+		RetryMin: 10 * time.Millisecond, RetryMax: 500 * time.Millisecond, MaxBatch: cfg.MaxBatch,
 	})
 	if err != nil {
 		return err
@@ -123,7 +131,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	}
 	w, err := cdc.NewJournalWorker(cdc.JournalWorkerConfig{
 		Journal: journal, Group: cfg.Group, Engines: cdc.EngineMap(map[string]*shadow.Engine{Migration: engine}),
-		Logger: cfg.Logger, Migrations: []string{Migration},
+		Logger: cfg.Logger, Migrations: []string{Migration}, LagReporter: cat,
 	})
 	if err != nil {
 		return err
