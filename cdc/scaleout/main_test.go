@@ -76,8 +76,8 @@ func childLog() *slog.Logger {
 
 // child is a running child process and its output.
 type child struct {
-	name string
-	cmd  *exec.Cmd
+	name   string
+	cmd    *exec.Cmd
 	out    *syncBuilder
 	done   chan struct{} // closed once it has exited
 	killed atomic.Bool   // the test killed it
