@@ -40,6 +40,7 @@ import (
 
 	"github.com/tandemdb/tandem/adapters"
 	"github.com/tandemdb/tandem/bench/benchenv"
+	"github.com/tandemdb/tandem/bench/cputime"
 	"github.com/tandemdb/tandem/cdc/scaleout"
 	"github.com/tandemdb/tandem/embedmongo"
 	"github.com/tandemdb/tandem/testenv"
@@ -131,7 +132,7 @@ func run(keys int, partitions int32, batch, rounds int, counts []int) error {
 	}
 	defer kafka.Stop()
 
-	results := map[int][]float64{}
+	results := map[int][]result{}
 	for r := range rounds {
 		order := slices.Clone(counts)
 		if r%2 == 1 {
@@ -139,25 +140,30 @@ func run(keys int, partitions int32, batch, rounds int, counts []int) error {
 		}
 		for _, w := range order {
 			m := measurement{round: r, workers: w, keys: keys, partitions: partitions, batch: batch, store: store.URI(), brokers: kafka.Brokers()}
-			rate, err := m.run(ctx, client)
+			res, err := m.run(ctx, client)
 			if err != nil {
 				return fmt.Errorf("round %d, %d workers: %w", r+1, w, err)
 			}
-			fmt.Printf("# round %d, %d worker(s): %.1f keys/s\n", r+1, w, rate)
-			results[w] = append(results[w], rate)
+			fmt.Printf("# round %d, %d worker(s): %.1f keys/s, CPU per key: workers %s, this process %s\n",
+				r+1, w, res.rate, benchenv.Dur(res.workerCPU), benchenv.Dur(res.selfCPU))
+			results[w] = append(results[w], res)
 		}
 	}
 	fmt.Printf("# load average at the end: %s\n\n", benchenv.LoadAvg())
-	fmt.Println("| worker processes | keys/s (median) | rounds | ÷ 1 worker |")
-	fmt.Println("|---:|---:|---|---:|")
-	base := median(results[counts[0]])
+	fmt.Println("| worker processes | keys/s (median) | rounds | ÷ 1 worker | CPU per key, all workers | CPU per key, this process (FerretDB) |")
+	fmt.Println("|---:|---:|---|---:|---:|---:|")
+	base := median(results[counts[0]], func(r result) float64 { return r.rate })
 	for _, w := range counts {
-		med := median(results[w])
-		all := make([]string, len(results[w]))
-		for i, v := range results[w] {
-			all[i] = benchenv.Ops(v)
+		rs := results[w]
+		med := median(rs, func(r result) float64 { return r.rate })
+		all := make([]string, len(rs))
+		for i, r := range rs {
+			all[i] = benchenv.Ops(r.rate)
 		}
-		fmt.Printf("| %d | %s | %s | %.2f |\n", w, benchenv.Ops(med), strings.Join(all, ", "), med/base)
+		wcpu := median(rs, func(r result) float64 { return float64(r.workerCPU) })
+		scpu := median(rs, func(r result) float64 { return float64(r.selfCPU) })
+		fmt.Printf("| %d | %s | %s | %.2f | %s | %s |\n", w, benchenv.Ops(med), strings.Join(all, ", "), med/base,
+			benchenv.Dur(time.Duration(wcpu)), benchenv.Dur(time.Duration(scpu)))
 	}
 	return nil
 }
@@ -172,8 +178,15 @@ type measurement struct {
 
 func (m measurement) name() string { return fmt.Sprintf("journalbench_r%d_w%d", m.round+1, m.workers) }
 
-// run seeds, starts the workers, waits for the group, appends the keys and returns keys/s.
-func (m measurement) run(ctx context.Context, client *mongo.Client) (float64, error) {
+// result is one measurement: keys/s, and the CPU time per key of the workers together and of
+// this process (the stores' FerretDB, the producer) over the timed part.
+type result struct {
+	rate               float64
+	workerCPU, selfCPU time.Duration
+}
+
+// run seeds, starts the workers, waits for the group, appends the keys and measures.
+func (m measurement) run(ctx context.Context, client *mongo.Client) (result, error) {
 	db := m.name()
 	_ = client.Database(db).Drop(ctx)
 	defer func() {
@@ -189,33 +202,35 @@ func (m measurement) run(ctx context.Context, client *mongo.Client) (float64, er
 	users := client.Database(db).Collection("users")
 	for chunk := range slices.Chunk(docs, 1000) {
 		if _, err := users.InsertMany(ctx, chunk); err != nil {
-			return 0, fmt.Errorf("seeding: %w", err)
+			return result{}, fmt.Errorf("seeding: %w", err)
 		}
 	}
 	journal, err := adapters.NewKafkaJournal(adapters.KafkaJournalConfig{Brokers: m.brokers, Topic: db, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
-		return 0, err
+		return result{}, err
 	}
 	defer journal.Close()
 	if err := journal.EnsureTopic(ctx, m.partitions, 1); err != nil {
-		return 0, err
+		return result{}, err
 	}
 	procs, err := m.startWorkers(db)
 	defer stopWorkers(procs)
 	if err != nil {
-		return 0, err
+		return result{}, err
 	}
 	if err := m.waitStable(ctx, db); err != nil {
-		return 0, err
+		return result{}, err
 	}
 	start := time.Now()
+	self0, _ := cputime.Process()
+	workers0 := workersCPU(procs)
 	for chunk := range slices.Chunk(ids, 500) {
 		entries := make([]adapters.JournalEntry, len(chunk))
 		for i, id := range chunk {
 			entries[i] = scaleout.Entry(id)
 		}
 		if err := journal.Append(ctx, entries...); err != nil {
-			return 0, err
+			return result{}, err
 		}
 	}
 	for deadline := start.Add(10 * time.Minute); ; time.Sleep(20 * time.Millisecond) {
@@ -224,21 +239,24 @@ func (m measurement) run(ctx context.Context, client *mongo.Client) (float64, er
 			break
 		}
 		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("the group still lags after 10 minutes (lag %d, %v)", lag, err)
+			return result{}, fmt.Errorf("the group still lags after 10 minutes (lag %d, %v)", lag, err)
 		}
 		if err := exited(procs); err != nil {
-			return 0, err
+			return result{}, err
 		}
 	}
 	elapsed := time.Since(start)
+	self1, _ := cputime.Process()
+	workers1 := workersCPU(procs)
 	n, err := client.Database(db).Collection("users_v2").CountDocuments(ctx, bson.D{})
 	if err != nil {
-		return 0, err
+		return result{}, err
 	}
 	if n != int64(m.keys) {
-		return 0, fmt.Errorf("the new store holds %d documents, not %d", n, m.keys)
+		return result{}, fmt.Errorf("the new store holds %d documents, not %d", n, m.keys)
 	}
-	return float64(m.keys) / elapsed.Seconds(), nil
+	perKey := func(d time.Duration) time.Duration { return d / time.Duration(m.keys) }
+	return result{rate: float64(m.keys) / elapsed.Seconds(), workerCPU: perKey(workers1 - workers0), selfCPU: perKey(self1 - self0)}, nil
 }
 
 // worker is a worker process and its output.
@@ -326,11 +344,36 @@ func (m measurement) waitStable(ctx context.Context, group string) error {
 	return fmt.Errorf("the group %s did not become stable with %d members", group, m.workers)
 }
 
-func median(v []float64) float64 {
-	if len(v) == 0 {
+// median is the median of f over rs.
+func median(rs []result, f func(result) float64) float64 {
+	if len(rs) == 0 {
 		return 0
 	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	return s[len(s)/2]
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = f(r)
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
+}
+
+// workersCPU is the user plus system CPU time the workers have used so far, from
+// /proc/PID/stat (in clock ticks of 10ms, USER_HZ on Linux).
+func workersCPU(procs []*worker) time.Duration {
+	var total time.Duration
+	for _, w := range procs {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", w.cmd.Process.Pid))
+		if err != nil {
+			continue
+		}
+		// The fields after the command name, which is in parentheses and may hold spaces.
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		utime, _ := strconv.ParseInt(f[11], 10, 64)
+		stime, _ := strconv.ParseInt(f[12], 10, 64)
+		total += time.Duration(utime+stime) * 10 * time.Millisecond
+	}
+	return total
 }
