@@ -144,6 +144,9 @@ func Elect(ctx context.Context, cfg ElectConfig, fn func(ctx context.Context, le
 		claim, err := cfg.Leases.AcquireLeaderLease(ctx, cfg.Name, cfg.Owner, cfg.TTL, cfg.ClockSkew)
 		switch {
 		case ctx.Err() != nil:
+			if err == nil {
+				e.release(claim.Lease) // claimed as ctx ended: let a successor have it at once
+			}
 			return nil
 		case errors.Is(err, catalog.ErrLeaseHeld), errors.Is(err, catalog.ErrConflict):
 			failures = 0
