@@ -100,6 +100,37 @@ func TestLeaderLeaseTakeover(t *testing.T) {
 	require.ErrorIs(t, err, catalog.ErrLeaseLost, "a pruned generation's holder is fenced too")
 }
 
+// TestLeaderLeaseTakeoverSeesARacingRenewal has the holder renew between the successor's read
+// of its record (which found it expired) and the successor's claim: the successor must wait for
+// that renewal's expiry, not the one it read, and the holder's next renewal is fenced. The
+// renewal is made from inside the successor's clock, which AcquireLeaderLease reads between the
+// two steps.
+func TestLeaderLeaseTakeoverSeesARacingRenewal(t *testing.T) {
+	ctx := context.Background()
+	c, db := open(t)
+	const ttl, skew = 10 * time.Second, 500 * time.Millisecond
+	a, err := c.AcquireLeaderLease(ctx, "m/race-renew", "a", ttl, skew)
+	require.NoError(t, err)
+	var renewed catalog.LeaderLease
+	var once sync.Once
+	ahead := openWithClock(t, db, func() time.Time {
+		once.Do(func() {
+			time.Sleep(5 * time.Millisecond) // the renewal's expiry is later than the one read
+			renewed, err = c.RenewLeaderLease(ctx, a.Lease, ttl)
+		})
+		return time.Now().Add(ttl + 2*skew)
+	})
+	b, berr := ahead.AcquireLeaderLease(ctx, "m/race-renew", "b", ttl, skew)
+	require.NoError(t, err, "the racing renewal, made before the claim")
+	require.NoError(t, berr)
+	require.True(t, renewed.ExpiresAt.After(a.Lease.ExpiresAt))
+	assert.True(t, b.NotBefore.Equal(renewed.ExpiresAt.Add(skew)),
+		"the successor waits for the racing renewal's expiry %s plus the skew, not the expiry it read %s: %s",
+		renewed.ExpiresAt, a.Lease.ExpiresAt, b.NotBefore)
+	_, err = c.RenewLeaderLease(ctx, renewed, ttl)
+	require.ErrorIs(t, err, catalog.ErrLeaseLost)
+}
+
 // TestLeaderLeaseOneWinner races contenders for one generation: exactly one wins, the others
 // are told the lease is held or was claimed first.
 func TestLeaderLeaseOneWinner(t *testing.T) {
