@@ -47,14 +47,16 @@ fuzz:
 ## bench: every benchmark, in this order: the go test benchmarks of proxy, transform and adapters,
 ## the proxy benchmark (direct vs raw forwarder vs tandem), the converge benchmark (converge vs
 ## raw copy loops, MongoDB and DynamoDB on moto from .venv, installed here if missing), the phase
-## benchmark (client latency by migration phase, rollback propagation). Results and the commands
-## behind them: BENCHMARKS.md.
-bench: $(VENV)/.installed
+## benchmark (client latency by migration phase, rollback propagation), the backfill benchmark,
+## and the journal benchmark (converge throughput with 1 and 2 journal worker processes, on the
+## Apache Kafka broker of .cache/kafka). Results and the commands behind them: BENCHMARKS.md.
+bench: $(VENV)/.installed kafka
 	$(GO) test -run '^$$' -bench . -benchmem ./proxy ./transform ./adapters
 	$(GO) run ./bench/proxybench
 	$(GO) run ./bench/convergebench
 	$(GO) run ./bench/phasebench
 	$(GO) run ./bench/backfillbench
+	$(GO) run ./bench/journalbench
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
