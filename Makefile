@@ -14,8 +14,12 @@ export TANDEM_NODE_MODULES := $(CURDIR)/clients/node_modules
 # The Kafka integration tests (a real broker, testenv.StartKafka) fail instead of skipping too.
 KAFKA   := .cache/kafka
 export TANDEM_KAFKA_LIB := $(CURDIR)/$(KAFKA)/lib
+# The change-stream tests run against mongo-java-server (testenv/mongojava), installed here; they
+# fail instead of skipping too (TANDEM_REQUIRE_CLIENTS).
+MONGOJAVA := .cache/mongojava
+export TANDEM_MONGOJAVA := $(CURDIR)/$(MONGOJAVA)
 
-.PHONY: all build run test test-go fuzz bench lint clients kafka clean
+.PHONY: all build run test test-go fuzz bench lint clients kafka mongojava clean
 
 all: build
 
@@ -30,9 +34,9 @@ run: build
 ## it fails if a server the tests started from this repository (a Kafka broker on the jars of
 ## .cache/kafka, moto from .venv) still runs. The kernel kills those when their test binary
 ## ends (PR_SET_PDEATHSIG), so the check waits up to 3 s for the last to go.
-test: clients kafka test-go fuzz
+test: clients kafka mongojava test-go fuzz
 	@for i in 1 2 3 4; do \
-		left=$$(pgrep -af -- '$(CURDIR)/(\.cache/kafka/lib|\.venv/bin/python -m moto\.server)' || true); \
+		left=$$(pgrep -af -- '$(CURDIR)/(\.cache/kafka/lib|\.cache/mongojava/classes|\.venv/bin/python -m moto\.server)' || true); \
 		[ -z "$$left" ] && exit 0; [ $$i -lt 4 ] && sleep 1; \
 	done; echo "make test: processes left behind by the tests:" >&2; echo "$$left" >&2; exit 1
 
@@ -75,5 +79,10 @@ clients/node_modules/.installed: clients/package.json clients/package-lock.json
 kafka:
 	sh testenv/kafka/install.sh $(KAFKA)
 
+## mongojava: mongo-java-server's jars (testenv/mongojava/pom.xml) in .cache/mongojava/lib and its
+## launcher, compiled with javac, in .cache/mongojava/classes; again only when either changes.
+mongojava:
+	sh testenv/mongojava/install.sh $(MONGOJAVA)
+
 clean:
-	rm -rf bin $(VENV) clients/node_modules $(KAFKA)
+	rm -rf bin $(VENV) clients/node_modules $(KAFKA) $(MONGOJAVA)
