@@ -68,7 +68,10 @@ func TestMongoJavaEvents(t *testing.T) {
 	}
 	upsertNew := options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After)
 	steps := []step{
-		{"insert", func() error { _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: "a"}, {Key: "n", Value: 1}}); return err }, []string{"insert a"}},
+		{"insert", func() error {
+			_, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: "a"}, {Key: "n", Value: 1}})
+			return err
+		}, []string{"insert a"}},
 		{"updateOne", func() error {
 			_, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: "a"}}, bson.D{{Key: "$set", Value: bson.D{{Key: "n", Value: 2}}}})
 			return err
