@@ -1,0 +1,3 @@
+package cdc_test
+
+func childMain() int { return 2 }
