@@ -174,3 +174,52 @@ func (c *Catalog) SetCDCState(ctx context.Context, migration, path, state, detai
 	}
 	return nil
 }
+
+// KindCDC is the audit kind of a change-capture resync.
+const KindCDC = "cdc"
+
+// collBackfillsRetired keeps the plans RetireBackfillPlan moved aside.
+const collBackfillsRetired = "backfills_retired"
+
+// RetireBackfillPlan moves a migration's backfill plan aside (into backfills_retired, under
+// MIGRATION/PLAN), so that the next backfill run makes a new plan and copies everything again:
+// the recovery when change capture lost its history. The old plan's partitions and leases stay,
+// named by its plan id, which nothing reads any more. It reports false when there was no plan.
+func (c *Catalog) RetireBackfillPlan(ctx context.Context, migration string) (bool, error) {
+	p, err := c.BackfillPlan(ctx, migration)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	doc := bson.D{{Key: "_id", Value: migration + "/" + p.PlanID}, {Key: "plan", Value: p}, {Key: "retired_at", Value: c.now().UTC()}}
+	if _, err := c.db.Collection(collBackfillsRetired).InsertOne(ctx, doc); err != nil && !mongo.IsDuplicateKeyError(err) {
+		return false, fmt.Errorf("retiring the backfill plan %s of %s: %w", p.PlanID, migration, err)
+	}
+	if _, err := c.db.Collection(collBackfills).DeleteOne(ctx, bson.D{{Key: "_id", Value: migration}, {Key: "plan_id", Value: p.PlanID}}); err != nil {
+		return false, fmt.Errorf("retiring the backfill plan %s of %s: %w", p.PlanID, migration, err)
+	}
+	return true, nil
+}
+
+// ResyncCDCStream is ResetCDCStream recorded in the audit trail (kind cdc, subject the path,
+// from the old state, to "running"): who resynced the path, when and why.
+func (c *Catalog) ResyncCDCStream(ctx context.Context, migration, path, source string, pos bson.Raw, who, why string) (CDCStream, error) {
+	from := "none"
+	if old, err := c.CDCStream(ctx, migration, path); err == nil {
+		from = old.State
+	} else if !errors.Is(err, ErrNotFound) {
+		return CDCStream{}, err
+	}
+	if who == "" {
+		who = "unknown"
+	}
+	now := c.now().UTC()
+	e := AuditEntry{Migration: migration, Kind: KindCDC,
+		Subject: path, From: from, To: CDCRunning, Who: who, Why: why, At: now}
+	if err := c.RecordAudit(ctx, e); err != nil {
+		return CDCStream{}, err
+	}
+	return c.ResetCDCStream(ctx, migration, path, source, pos, fmt.Sprintf("resynced by %s: %s", who, why))
+}
