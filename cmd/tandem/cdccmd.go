@@ -207,8 +207,12 @@ func printCDCStreams(w io.Writer, migration string, streams []catalog.CDCStream)
 		return
 	}
 	for _, s := range streams {
+		newest := "none yet"
+		if !s.At.IsZero() {
+			newest = s.At.Format(time.RFC3339)
+		}
 		fmt.Fprintf(w, "%s %s: %s since %s, %d changes applied, newest from %s, source %s\n", migration, s.Path, s.State,
-			s.StateAt.Format(time.RFC3339), s.Applied, s.At.Format(time.RFC3339), s.Source)
+			s.StateAt.Format(time.RFC3339), s.Applied, newest, s.Source)
 		if s.Detail != "" {
 			fmt.Fprintf(w, "  %s\n", s.Detail)
 		}
