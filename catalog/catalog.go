@@ -120,6 +120,7 @@ func (c *Catalog) ensureSchema(ctx context.Context) error {
 		collBackfillLeases:     {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "plan_id", Value: 1}, {Key: "partition", Value: 1}}}},
 		collBackfillRunners:    {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "owner", Value: 1}}}},
 		collCDCStreams:         {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "path", Value: 1}}}},
+		collCDCLeases:          {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "path", Value: 1}, {Key: "generation", Value: 1}}}},
 	}
 	for coll, models := range indexes {
 		if _, err := c.db.Collection(coll).Indexes().CreateMany(ctx, models); err != nil {

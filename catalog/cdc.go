@@ -223,3 +223,63 @@ func (c *Catalog) ResyncCDCStream(ctx context.Context, migration, path, source s
 	}
 	return c.ResetCDCStream(ctx, migration, path, source, pos, fmt.Sprintf("resynced by %s: %s", who, why))
 }
+
+// collCDCLeases holds the leases that elect one tailer per change-capture path.
+const collCDCLeases = "cdc_leases"
+
+// CDCLease is one generation of a claim on a change-capture path: the holder tails the stream
+// until ExpiresAt, renewing it. Generation g+1 is claimed by inserting its record, which only
+// one process can do (FerretDB's conditional updates are not atomic between writers, its unique
+// _id is); after that only its owner writes it. The newest generation is the path's holder.
+type CDCLease struct {
+	ID         string    `bson:"_id"` // MIGRATION/PATH/GENERATION
+	Migration  string    `bson:"migration"`
+	Path       string    `bson:"path"`
+	Generation int64     `bson:"generation"`
+	Owner      string    `bson:"owner"`
+	ClaimedAt  time.Time `bson:"claimed_at"`
+	ExpiresAt  time.Time `bson:"expires_at"`
+}
+
+// CDCLeaseID is the _id of a path's lease of one generation.
+func CDCLeaseID(migration, path string, generation int64) string {
+	return fmt.Sprintf("%s/%s/%012d", migration, path, generation)
+}
+
+// NewestCDCLease returns a path's lease of the highest generation; false when none was claimed.
+func (c *Catalog) NewestCDCLease(ctx context.Context, migration, path string) (CDCLease, bool, error) {
+	var l CDCLease
+	err := c.db.Collection(collCDCLeases).FindOne(ctx,
+		bson.D{{Key: "migration", Value: migration}, {Key: "path", Value: path}},
+		options.FindOne().SetSort(bson.D{{Key: "generation", Value: -1}})).Decode(&l)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return CDCLease{}, false, nil
+	}
+	if err != nil {
+		return CDCLease{}, false, fmt.Errorf("reading the change-capture lease of %s/%s: %w", migration, path, err)
+	}
+	return l, true, nil
+}
+
+// ClaimCDCLease inserts a lease generation; ErrConflict means another process claimed that
+// generation first.
+func (c *Catalog) ClaimCDCLease(ctx context.Context, l CDCLease) error {
+	l.ID = CDCLeaseID(l.Migration, l.Path, l.Generation)
+	if _, err := c.db.Collection(collCDCLeases).InsertOne(ctx, l); err != nil {
+		if mongo.IsDuplicateKeyError(err) {
+			return fmt.Errorf("claiming change-capture path %s/%s, generation %d: %w", l.Migration, l.Path, l.Generation, ErrConflict)
+		}
+		return fmt.Errorf("claiming change-capture path %s/%s: %w", l.Migration, l.Path, err)
+	}
+	return nil
+}
+
+// RenewCDCLease moves the expiry of the caller's own lease generation.
+func (c *Catalog) RenewCDCLease(ctx context.Context, l CDCLease) error {
+	_, err := c.db.Collection(collCDCLeases).UpdateOne(ctx, bson.D{{Key: "_id", Value: CDCLeaseID(l.Migration, l.Path, l.Generation)}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "expires_at", Value: l.ExpiresAt.UTC()}}}})
+	if err != nil {
+		return fmt.Errorf("renewing the change-capture lease of %s/%s: %w", l.Migration, l.Path, err)
+	}
+	return nil
+}

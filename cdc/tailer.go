@@ -54,6 +54,12 @@ type TailerConfig struct {
 	Engine Converger
 	// Checkpoints keeps the position and the state. Required.
 	Checkpoints Checkpoints
+	// Leases elects one tailer per path among processes (the catalog). Optional; default: no
+	// election, and the caller must run one tailer per path.
+	Leases Leases
+	// Lease is how long a claim lasts without renewal: a crashed holder's path is taken over
+	// after it. Optional; default 15s (used only with Leases).
+	Lease time.Duration
 	// LagReporter receives the lag every LagEvery (component cdc-forward or cdc-reverse).
 	// Optional; default: the lag is only a metric.
 	LagReporter LagReporter
@@ -91,10 +97,12 @@ type TailerConfig struct {
 // catalog, never from memory. Delivery is at least once; converge's idempotence makes a change
 // converged twice harmless.
 //
-// One Tailer value must run at most once at a time, and one process per path should run it:
-// two tailers of one path converge the same changes twice (harmless) and race on the
-// checkpoint (a saved position may go back, never past an unconverged change). A lease in the
-// catalog would make one of them wait; see docs/cdc.md.
+// One Tailer value must run at most once at a time. With Leases, tailers of one path in any
+// number of processes elect one holder through a lease in the catalog; the others wait, and one
+// of them takes over from the checkpoint once the holder's lease expires (it crashed) or is
+// released (it stopped). A holder whose lease was taken over stops before its next checkpoint
+// (the fence). Without Leases, run one tailer per path: two would converge the same changes
+// twice (harmless) and race on the checkpoint.
 type Tailer struct {
 	cfg  TailerConfig
 	path string
@@ -108,6 +116,7 @@ type Tailer struct {
 	inFlight  time.Time // At of the oldest change of the batch being applied; zero if none
 	queued    func() int
 	stopState string
+	hold      *leaseHold // the lease held while Run runs, with Leases
 }
 
 // NewTailer checks cfg and returns a tailer; Run starts it.
@@ -123,8 +132,13 @@ func NewTailer(cfg TailerConfig) (*Tailer, error) {
 		return nil, errors.New("cdc: TailerConfig.Checkpoints is required")
 	case cfg.Direction != shadow.Forward && cfg.Direction != shadow.Reverse:
 		return nil, fmt.Errorf("cdc: TailerConfig.Direction %d is neither forward nor reverse", cfg.Direction)
-	case cfg.Queue < 0 || cfg.MaxConverge < 0 || cfg.LagEvery < 0 || cfg.DeferPoll < 0 || cfg.DeferMax < 0:
-		return nil, errors.New("cdc: TailerConfig.Queue, MaxConverge, LagEvery, DeferPoll and DeferMax must not be negative")
+	case cfg.Queue < 0 || cfg.MaxConverge < 0 || cfg.LagEvery < 0 || cfg.DeferPoll < 0 || cfg.DeferMax < 0 || cfg.Lease < 0:
+		return nil, errors.New("cdc: TailerConfig.Queue, MaxConverge, LagEvery, DeferPoll, DeferMax and Lease must not be negative")
+	case cfg.Leases != nil && cfg.Lease > 0 && cfg.Lease < 30*time.Millisecond:
+		return nil, fmt.Errorf("cdc: TailerConfig.Lease %s is too short to renew", cfg.Lease)
+	}
+	if cfg.Lease == 0 {
+		cfg.Lease = 15 * time.Second
 	}
 	if cfg.Queue == 0 {
 		cfg.Queue = 8
@@ -194,6 +208,30 @@ func (t *Tailer) Prepare(ctx context.Context) (catalog.CDCStream, error) {
 // something fails. A path whose record says invalidated, history lost or bad event returns
 // that error at once, without reading the source, until an operator resyncs it.
 func (t *Tailer) Run(parent context.Context) error {
+	if t.cfg.Leases != nil {
+		// The lease first: the checkpoint is read once this tailer alone moves it.
+		h, err := t.acquire(parent)
+		if err != nil {
+			return t.ctxOr(parent, err)
+		}
+		defer t.release(h)
+		t.mu.Lock()
+		t.hold = h
+		t.mu.Unlock()
+		renewCtx, stopRenew := context.WithCancel(parent)
+		renewDone := make(chan struct{})
+		go func() {
+			defer close(renewDone)
+			t.renewLoop(renewCtx, h)
+		}()
+		defer func() {
+			stopRenew()
+			<-renewDone
+			t.mu.Lock()
+			t.hold = nil
+			t.mu.Unlock()
+		}()
+	}
 	s, err := t.Prepare(parent)
 	if err != nil {
 		return t.ctxOr(parent, err)
@@ -291,6 +329,14 @@ func (t *Tailer) applyBatch(ctx context.Context, b Batch) error {
 		return err
 	}
 	if b.Position != nil {
+		t.mu.Lock()
+		h := t.hold
+		t.mu.Unlock()
+		if h != nil {
+			if err := t.fence(ctx, h); err != nil {
+				return err
+			}
+		}
 		var at time.Time // an empty batch's At is the source's clock, not a change's
 		if len(b.Changes) > 0 {
 			at = b.At

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -110,4 +111,94 @@ func TestTailerRefusedToken(t *testing.T) {
 	s, err := f.cat.CDCStream(ctx, "users-test", cdc.PathForward)
 	require.NoError(t, err)
 	assert.Equal(t, catalog.CDCHistoryLost, s.State)
+}
+
+// leasedTailer is a forward tailer of f with the catalog's lease and metrics of its own.
+func (f *csFixture) leasedTailer(t *testing.T, lease time.Duration) (*cdc.Tailer, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	src, err := cdc.NewChangeStream(cdc.ChangeStreamConfig{Collection: f.oldColl, Poll: 20 * time.Millisecond, Logger: f.log})
+	require.NoError(t, err)
+	tl, err := cdc.NewTailer(cdc.TailerConfig{
+		Migration: "users-test", Direction: shadow.Forward, Source: src, Engine: f.engine, Checkpoints: f.cat,
+		Leases: f.cat, Lease: lease, Metrics: cdc.NewTailerMetrics(reg), Logger: f.log,
+	})
+	require.NoError(t, err)
+	return tl, reg
+}
+
+func (f *csFixture) insert(t *testing.T, ids ...string) {
+	t.Helper()
+	for _, id := range ids {
+		_, err := f.oldColl.InsertOne(context.Background(), oldDoc(id, 1))
+		require.NoError(t, err)
+	}
+}
+
+// TestTailerLeaseElectsOne runs two tailers of one path: one holds the lease and converges, the
+// other waits and applies nothing; when the holder stops, the other takes over from its
+// checkpoint and goes on.
+func TestTailerLeaseElectsOne(t *testing.T) {
+	f := newCSFixture(t)
+	ctx := context.Background()
+	first, firstReg := f.leasedTailer(t, 2*time.Second)
+	r1 := start(t, first)
+	eventually(t, "the first tailer holds the lease", func() bool {
+		_, found, err := f.cat.NewestCDCLease(ctx, "users-test", cdc.PathForward)
+		require.NoError(t, err)
+		return found
+	})
+	second, secondReg := f.leasedTailer(t, 2*time.Second)
+	start(t, second)
+	f.insert(t, "a1", "a2", "a3")
+	eventuallyConverged(t, f.oldColl, f.newColl, f.spec.Forward)
+	eventually(t, "3 changes checkpointed", func() bool { return appliedOf(t, f.cat) == 3 })
+	assert.EqualValues(t, 3, metric(t, firstReg, "tandem_cdc_changes_total", nil))
+	assert.Zero(t, metric(t, secondReg, "tandem_cdc_changes_total", nil), "the waiting tailer applied changes")
+
+	require.NoError(t, r1.stop(t)) // releases the lease
+	f.insert(t, "b1", "b2")
+	eventuallyConverged(t, f.oldColl, f.newColl, f.spec.Forward)
+	eventually(t, "5 changes checkpointed", func() bool { return appliedOf(t, f.cat) == 5 })
+	assert.EqualValues(t, 2, metric(t, secondReg, "tandem_cdc_changes_total", nil), "the second resumed from the first's checkpoint")
+	l, _, err := f.cat.NewestCDCLease(ctx, "users-test", cdc.PathForward)
+	require.NoError(t, err)
+	assert.EqualValues(t, 2, l.Generation)
+}
+
+// TestTailerLeaseTakesOverACrashedHolder: a lease whose holder stopped renewing (a crash) is
+// taken over once it expires.
+func TestTailerLeaseTakesOverACrashedHolder(t *testing.T) {
+	f := newCSFixture(t)
+	ctx := context.Background()
+	now := time.Now()
+	require.NoError(t, f.cat.ClaimCDCLease(ctx, catalog.CDCLease{Migration: "users-test", Path: cdc.PathForward, Generation: 1,
+		Owner: "crashed", ClaimedAt: now, ExpiresAt: now.Add(time.Second)}))
+	tl, _ := f.leasedTailer(t, 2*time.Second)
+	start(t, tl)
+	f.insert(t, "c1")
+	eventuallyConverged(t, f.oldColl, f.newColl, f.spec.Forward)
+	l, _, err := f.cat.NewestCDCLease(ctx, "users-test", cdc.PathForward)
+	require.NoError(t, err)
+	assert.EqualValues(t, 2, l.Generation)
+	assert.False(t, l.ClaimedAt.Before(now.Add(time.Second)), "claimed before the crashed holder's lease expired")
+}
+
+// TestTailerLeaseFence: a holder whose lease was taken over stops before its next checkpoint.
+func TestTailerLeaseFence(t *testing.T) {
+	f := newCSFixture(t)
+	ctx := context.Background()
+	tl, _ := f.leasedTailer(t, 2*time.Second)
+	r := start(t, tl)
+	f.insert(t, "d1")
+	eventually(t, "1 change checkpointed", func() bool { return appliedOf(t, f.cat) == 1 })
+	l, _, err := f.cat.NewestCDCLease(ctx, "users-test", cdc.PathForward)
+	require.NoError(t, err)
+	now := time.Now()
+	require.NoError(t, f.cat.ClaimCDCLease(ctx, catalog.CDCLease{Migration: "users-test", Path: cdc.PathForward, Generation: l.Generation + 1,
+		Owner: "usurper", ClaimedAt: now, ExpiresAt: now.Add(time.Hour)}))
+	f.insert(t, "d2")
+	err = r.wait(t)
+	require.ErrorIs(t, err, cdc.ErrLeaseLost)
+	assert.EqualValues(t, 1, appliedOf(t, f.cat), "the stale holder moved the checkpoint")
 }
