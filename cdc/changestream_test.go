@@ -71,21 +71,21 @@ type csFixture struct {
 	log      *slog.Logger
 }
 
-func newCSFixture(t *testing.T) *csFixture {
+func newCSFixture(t testing.TB) *csFixture {
 	t.Helper()
 	return newCSFixtureOn(t, mongoJava(t))
 }
 
 // newCSFixtureOn is newCSFixture with the stores on mj's server.
-func newCSFixtureOn(t *testing.T, mj *mongo.Client) *csFixture {
+func newCSFixtureOn(t testing.TB, mj *mongo.Client) *csFixture {
 	t.Helper()
 	ctx := context.Background()
 	n := seq.Add(1)
 	f := &csFixture{db: mj.Database(fmt.Sprintf("cs_test_%d", n)), reg: prometheus.NewRegistry()}
 	f.metrics = cdc.NewTailerMetrics(f.reg)
 	f.log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		f.log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if tt, ok := t.(*testing.T); ok && testing.Verbose() {
+		f.log = slog.New(slog.NewTextHandler(testWriter{tt}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	meta := client.Database(fmt.Sprintf("cs_test_%d_meta", n))
 	t.Cleanup(func() {
@@ -108,7 +108,7 @@ func newCSFixtureOn(t *testing.T, mj *mongo.Client) *csFixture {
 }
 
 // tailer builds the tailer of one direction over the collection's change stream.
-func (f *csFixture) tailer(t *testing.T, dir shadow.Direction) *cdc.Tailer {
+func (f *csFixture) tailer(t testing.TB, dir shadow.Direction) *cdc.Tailer {
 	t.Helper()
 	coll := f.oldColl
 	if dir == shadow.Reverse {
