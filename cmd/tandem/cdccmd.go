@@ -16,6 +16,7 @@ import (
 	"github.com/tandemdb/tandem/adapters"
 	"github.com/tandemdb/tandem/catalog"
 	"github.com/tandemdb/tandem/cdc"
+	"github.com/tandemdb/tandem/flags"
 	"github.com/tandemdb/tandem/migration"
 	"github.com/tandemdb/tandem/shadow"
 	"github.com/tandemdb/tandem/transform"
@@ -91,7 +92,8 @@ func (ms *migrationStack) addTailer(ctx context.Context, o *migrationOptions, r 
 	}
 	startCtx, cancel := context.WithTimeout(ctx, cdcStartTimeout)
 	defer cancel()
-	if _, err := t.Prepare(startCtx); err != nil {
+	st, err := t.Prepare(startCtx)
+	if err != nil {
 		if o.cdc == cdcAuto && noChangeStreams(err) {
 			log.Warn("no change streams on this store: change capture does not run (use a replica set; --cdc on makes this an error)",
 				"migration", spec.Name, "path", t.Name(), "source", src.Name(), "err", err)
@@ -99,7 +101,40 @@ func (ms *migrationStack) addTailer(ctx context.Context, o *migrationOptions, r 
 		}
 		return fmt.Errorf("spec %s: %s: %w", spec.File, t.Name(), err)
 	}
+	if dir == shadow.Reverse {
+		if err := ms.refreshReverse(startCtx, spec, src, st, log); err != nil {
+			return err
+		}
+	}
 	return r.AddPath(t, nil) // the phases whose policy lists forward-cdc or reverse-cdc
+}
+
+// refreshReverse moves the reverse path's start to now when it has never applied a change and
+// the migration has not reached cutover: until then new holds only what tandem wrote from old,
+// which the reverse path would converge back for nothing, and which a stale position would make
+// it read through the oplog at cutover (or find gone: history lost).
+func (ms *migrationStack) refreshReverse(ctx context.Context, spec *transform.Spec, src cdc.Source, st catalog.CDCStream, log *slog.Logger) error {
+	if st.Applied > 0 || st.State != catalog.CDCRunning {
+		return nil
+	}
+	m, err := ms.catalog.Migration(ctx, spec.Name)
+	if err != nil {
+		return err
+	}
+	switch m.Phase {
+	case "", flags.PhaseOff, flags.PhaseShadow, flags.PhaseDual:
+	default:
+		return nil
+	}
+	pos, err := src.Start(ctx)
+	if err != nil {
+		return fmt.Errorf("spec %s: reverse-cdc: %w", spec.File, err)
+	}
+	if _, err := ms.catalog.ResetCDCStream(ctx, spec.Name, cdc.PathReverse, src.Name(), pos, "start refreshed at start-up, before cutover"); err != nil {
+		return err
+	}
+	log.Info("reverse change capture starts from now (nothing applied yet, phase before cutover)", "migration", spec.Name, "phase", m.Phase)
+	return nil
 }
 
 func noChangeStreams(err error) bool {
