@@ -79,7 +79,7 @@ func (ms *migrationStack) addTailer(ctx context.Context, o *migrationOptions, r 
 	}
 	cfg := cdc.TailerConfig{
 		Migration: spec.Name, Direction: dir, Source: src, Engine: r.Engine(), Checkpoints: ms.catalog,
-		Leases: ms.catalog, // one tailer per path among every tandem run of the catalog
+		Leases:      ms.catalog, // one tailer per path among every tandem run of the catalog
 		LagReporter: ms.catalog, Metrics: metrics, Logger: log,
 		ResyncCommand: fmt.Sprintf("tandem cdc resync %s --direction %s --reason TEXT", spec.File, dir),
 	}
