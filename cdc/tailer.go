@@ -78,6 +78,13 @@ type TailerConfig struct {
 	// DeferMax how long the tailer waits for that batch before converging the key anyway.
 	// Optional; defaults 100ms and 30s.
 	DeferPoll, DeferMax time.Duration
+	// UntilCaughtUp makes Run return nil once it has applied a batch that says the source is
+	// caught up, with nothing waiting: a drain (the reverse stream after a rollback). A path
+	// that never applied a change has nothing to drain: Run returns nil at once. Optional.
+	UntilCaughtUp bool
+	// Name is the path's name in the runtime. Optional; default the path ("forward-cdc",
+	// "reverse-cdc"), which also names the checkpoint whatever Name says.
+	Name string
 	// ResyncCommand is the command an operator runs to recover from history lost (it names the
 	// migration); it goes into the state's detail and the error. Optional; default
 	// "tandem cdc resync --spec SPEC --direction forward|reverse".
@@ -105,7 +112,8 @@ type TailerConfig struct {
 // twice (harmless) and race on the checkpoint.
 type Tailer struct {
 	cfg  TailerConfig
-	path string
+	path string // names the checkpoint and the lease
+	name string // names the runtime path
 	comp string
 	log  *slog.Logger
 	m    *TailerMetrics
@@ -169,6 +177,10 @@ func NewTailer(cfg TailerConfig) (*Tailer, error) {
 		t.path, t.comp = PathReverse, ComponentReverse
 		t.cfg.Interplay = nil
 	}
+	t.name = t.path
+	if cfg.Name != "" {
+		t.name = cfg.Name
+	}
 	if t.cfg.ResyncCommand == "" {
 		t.cfg.ResyncCommand = fmt.Sprintf("tandem cdc resync --spec SPEC --direction %s", cfg.Direction)
 	}
@@ -176,8 +188,9 @@ func NewTailer(cfg TailerConfig) (*Tailer, error) {
 	return t, nil
 }
 
-// Name is the path's name: "forward-cdc" or "reverse-cdc".
-func (t *Tailer) Name() string { return t.path }
+// Name is the path's name: "forward-cdc" or "reverse-cdc" unless TailerConfig.Name says
+// otherwise.
+func (t *Tailer) Name() string { return t.name }
 
 // Prepare records the source's current position as the path's start, unless the path has a
 // checkpoint already. Call it before the backfill starts copying (tandem run does, before any
@@ -241,6 +254,9 @@ func (t *Tailer) Run(parent context.Context) error {
 		return t.stoppedError(s.State, s.Detail)
 	}
 	t.setStopped("")
+	if t.cfg.UntilCaughtUp && s.Applied == 0 {
+		return nil // never ran: nothing to drain
+	}
 	t.mu.Lock()
 	t.lastAt, t.caughtUp = s.At, false
 	t.mu.Unlock()
@@ -266,8 +282,8 @@ func (t *Tailer) Run(parent context.Context) error {
 	cancel() // whichever side ends first stops the other
 	rerr := <-readErr
 	<-lagDone
-	if parent.Err() != nil {
-		return nil // stopped: whatever the two sides said is the cancellation
+	if parent.Err() != nil || errors.Is(applyErr, errDrained) {
+		return nil // stopped, or drained: whatever the other side said is the cancellation
 	}
 	err = t.firstError(applyErr, rerr)
 	if err == nil || errors.Is(err, context.Canceled) {
@@ -301,6 +317,10 @@ func (t *Tailer) apply(ctx context.Context, queue <-chan Batch, readDone <-chan 
 		case b := <-queue:
 			if err := t.applyBatch(ctx, b); err != nil {
 				return err
+			}
+			if t.cfg.UntilCaughtUp && b.CaughtUp && len(queue) == 0 {
+				t.log.Info("drained: caught up with the stream")
+				return errDrained
 			}
 		case <-readDone:
 			for {
@@ -578,6 +598,9 @@ func (t *Tailer) ctxOr(ctx context.Context, err error) error {
 	}
 	return err
 }
+
+// errDrained ends an UntilCaughtUp run.
+var errDrained = errors.New("drained")
 
 // ErrBadEvent means a source delivered an event that cannot be converged (no usable key): a
 // permanent error like ErrHistoryLost, since running again from the same position meets the

@@ -202,3 +202,56 @@ func TestTailerLeaseFence(t *testing.T) {
 	require.ErrorIs(t, err, cdc.ErrLeaseLost)
 	assert.EqualValues(t, 1, appliedOf(t, f.cat), "the stale holder moved the checkpoint")
 }
+
+// drainTailer is f's reverse tailer in drain mode (UntilCaughtUp).
+func (f *csFixture) drainTailer(t *testing.T) *cdc.Tailer {
+	t.Helper()
+	src, err := cdc.NewChangeStream(cdc.ChangeStreamConfig{Collection: f.newColl, Poll: 20 * time.Millisecond, Logger: f.log})
+	require.NoError(t, err)
+	tl, err := cdc.NewTailer(cdc.TailerConfig{
+		Migration: "users-test", Direction: shadow.Reverse, Source: src, Engine: f.engine, Checkpoints: f.cat,
+		UntilCaughtUp: true, Name: "reverse-cdc-drain", Metrics: f.metrics, Logger: f.log,
+	})
+	require.NoError(t, err)
+	return tl
+}
+
+// TestTailerDrain: after the reverse path stopped (a rollback), a drain converges what new's
+// stream still holds and returns nil once caught up; a path that never applied a change has
+// nothing to drain.
+func TestTailerDrain(t *testing.T) {
+	f := newCSFixture(t)
+	ctx := context.Background()
+	_, err := f.newColl.InsertOne(ctx, newDoc("before", 1))
+	require.NoError(t, err)
+	drain := f.drainTailer(t)
+	assert.Equal(t, "reverse-cdc-drain", drain.Name())
+	_, err = drain.Prepare(ctx)
+	require.NoError(t, err)
+	require.NoError(t, drain.Run(ctx), "nothing to drain")
+	n, err := f.oldColl.CountDocuments(ctx, bson.D{})
+	require.NoError(t, err)
+	require.Zero(t, n, "a drain of a path that never ran converged something")
+
+	r := start(t, f.tailer(t, shadow.Reverse))
+	_, err = f.newColl.InsertOne(ctx, newDoc("during", 2))
+	require.NoError(t, err)
+	eventually(t, "the reverse path applied a change", func() bool {
+		s, err := f.cat.CDCStream(ctx, "users-test", cdc.PathReverse)
+		require.NoError(t, err)
+		return s.Applied > 0
+	})
+	require.NoError(t, r.stop(t)) // the rollback
+	_, err = f.newColl.InsertOne(ctx, newDoc("after-rollback", 3))
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- f.drainTailer(t).Run(ctx) }()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(waitLimit):
+		t.Fatal("the drain did not return")
+	}
+	var got bson.D
+	require.NoError(t, f.oldColl.FindOne(ctx, bson.D{{Key: "_id", Value: "after-rollback"}}).Decode(&got), "the drain converged the write made after the reverse path stopped")
+}

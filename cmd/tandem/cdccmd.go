@@ -105,9 +105,22 @@ func (ms *migrationStack) addTailer(ctx context.Context, o *migrationOptions, r 
 		if err := ms.refreshReverse(startCtx, spec, src, st, log); err != nil {
 			return err
 		}
+		// After a rollback the reverse path stops at once; the drain converges what new's
+		// stream still holds (the lag), once, in the phases that do not run the reverse path.
+		cfg.UntilCaughtUp, cfg.Name = true, pathReverseDrain
+		drain, err := cdc.NewTailer(cfg)
+		if err != nil {
+			return err
+		}
+		if err := r.AddPath(drain, func(p flags.Policy) bool { return !p.Runs(flags.PathReverseCDC) }); err != nil {
+			return err
+		}
 	}
 	return r.AddPath(t, nil) // the phases whose policy lists forward-cdc or reverse-cdc
 }
+
+// pathReverseDrain names the drain of the reverse stream after a rollback.
+const pathReverseDrain = "reverse-cdc-drain"
 
 // refreshReverse moves the reverse path's start to now when it has never applied a change and
 // the migration has not reached cutover: until then new holds only what tandem wrote from old,

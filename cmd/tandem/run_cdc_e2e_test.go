@@ -155,8 +155,17 @@ func TestRunChangeCaptureBothWays(t *testing.T) {
 		return transform.Equal(want, got) && h["name"] == "Written to new"
 	}, time.Minute, 100*time.Millisecond, "the writes made to new reach old")
 
+	// A write to new right before the rollback: the reverse path stops at once, and what it had
+	// not converged yet is drained after the rollback (reverse-cdc-drain).
+	res, err := newColl.UpdateOne(ctx, bson.D{{Key: "_id", Value: "n0001"}}, bson.D{{Key: "$set", Value: bson.D{{Key: "profile.full_name", Value: "Just before the rollback"}}}})
+	require.NoError(t, err)
+	require.EqualValues(t, 1, res.ModifiedCount)
 	_, err = api.Rollback(ctx, "users-v2", "", "roll back after new-schema writes")
 	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		var h bson.M
+		return old.FindOne(ctx, bson.D{{Key: "_id", Value: "n0001"}}).Decode(&h) == nil && h["name"] == "Just before the rollback"
+	}, time.Minute, 100*time.Millisecond, "the write made to new just before the rollback reaches old")
 	sum, err = api.Verify(ctx, "users-v2", false)
 	require.NoError(t, err)
 	assert.True(t, sum.Clean, "after the rollback old and new agree: %+v", sum)
