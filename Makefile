@@ -16,8 +16,12 @@ KAFKA   := .cache/kafka
 export TANDEM_KAFKA_LIB := $(CURDIR)/$(KAFKA)/lib
 # The HTML report's browser test (report/chromium_test.go) fails instead of skipping too.
 export TANDEM_REQUIRE_CHROMIUM := 1
+# The change-stream tests run against mongo-java-server (testenv/mongojava), installed here; they
+# fail instead of skipping too (TANDEM_REQUIRE_CLIENTS).
+MONGOJAVA := .cache/mongojava
+export TANDEM_MONGOJAVA := $(CURDIR)/$(MONGOJAVA)
 
-.PHONY: all build run test test-go fuzz bench lint clients kafka chromium clean
+.PHONY: all build run test test-go fuzz bench lint clients kafka mongojava chromium clean
 
 all: build
 
@@ -32,9 +36,9 @@ run: build
 ## it fails if a server the tests started from this repository (a Kafka broker on the jars of
 ## .cache/kafka, moto from .venv) still runs. The kernel kills those when their test binary
 ## ends (PR_SET_PDEATHSIG), so the check waits up to 3 s for the last to go.
-test: clients kafka chromium test-go fuzz
+test: clients kafka mongojava chromium test-go fuzz
 	@for i in 1 2 3 4; do \
-		left=$$(pgrep -af -- '$(CURDIR)/(\.cache/kafka/lib|\.venv/bin/python -m moto\.server)' || true); \
+		left=$$(pgrep -af -- '$(CURDIR)/(\.cache/kafka/lib|\.cache/mongojava/classes|\.venv/bin/python -m moto\.server)' || true); \
 		[ -z "$$left" ] && exit 0; [ $$i -lt 4 ] && sleep 1; \
 	done; echo "make test: processes left behind by the tests:" >&2; echo "$$left" >&2; exit 1
 
@@ -85,5 +89,10 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 	@command -v chromium >/dev/null 2>&1 || { echo "make chromium: chromium could not be installed" >&2; exit 1; }
 
+## mongojava: mongo-java-server's jars (testenv/mongojava/pom.xml) in .cache/mongojava/lib and its
+## launcher, compiled with javac, in .cache/mongojava/classes; again only when either changes.
+mongojava:
+	sh testenv/mongojava/install.sh $(MONGOJAVA)
+
 clean:
-	rm -rf bin $(VENV) clients/node_modules $(KAFKA)
+	rm -rf bin $(VENV) clients/node_modules $(KAFKA) $(MONGOJAVA)

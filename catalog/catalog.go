@@ -127,6 +127,8 @@ func (c *Catalog) ensureSchema(ctx context.Context) error {
 		collBackfillPartitions: {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "plan_id", Value: 1}, {Key: "index", Value: 1}}}},
 		collBackfillLeases:     {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "plan_id", Value: 1}, {Key: "partition", Value: 1}}}},
 		collBackfillRunners:    {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "owner", Value: 1}}}},
+		collCDCStreams:         {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "path", Value: 1}}}},
+		collCDCLeases:          {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "path", Value: 1}, {Key: "generation", Value: 1}}}},
 	}
 	for coll, models := range indexes {
 		if err := c.ensureIndexes(ctx, coll, models); err != nil {

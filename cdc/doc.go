@@ -1,6 +1,18 @@
 // Package cdc carries changes to the converge engine (shadow.Engine) from the durable sources:
-// the journal of changed keys on Kafka (JournalWorker, journal.go) and, on other paths, the
-// stores' change streams.
+// the journal of changed keys on Kafka (JournalWorker, journal.go) and the stores' change
+// streams.
+//
+// # Change streams
+//
+// A Source (source.go) is a stream of changed keys with resumable positions; ChangeStream
+// (changestream.go) is a MongoDB collection's change stream, projected so that no event carries
+// the document. A Tailer (tailer.go) follows one Source in one direction: a reader fills a
+// bounded queue, one applier converges each batch (ConvergeBatch) and then saves the position
+// in the catalog; whichever side fails first stops the other. Drop, rename and invalidate
+// (ErrInvalidated), a position the server no longer holds (ErrHistoryLost) and an event without a
+// usable key (ErrBadEvent) stop the path in a state kept in the catalog, with the way out. A
+// forward tailer applies the backfill interplay rule (interplay.go) from the catalog's backfill
+// leases. docs/cdc.md is the overview.
 //
 // # The journal worker
 //

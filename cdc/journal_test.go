@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -37,7 +38,14 @@ const waitLimit = 90 * time.Second
 // client is a client of the binary's FerretDB: the old store, new stores and catalogs.
 var client *mongo.Client
 
-func TestMain(m *testing.M) { testenv.MongoMain(m, &client, stopKafka) }
+// TestMain runs the tests against one embedded FerretDB, or, with TANDEM_CDC_CHILD set, acts
+// as a tailer process of the crash test (see changestream_crash_test.go).
+func TestMain(m *testing.M) {
+	if os.Getenv("TANDEM_CDC_CHILD") != "" {
+		os.Exit(childMain())
+	}
+	testenv.MongoMain(m, &client, stopKafka, stopMongoJava)
+}
 
 const spec = `name: users-test
 source:

@@ -90,6 +90,9 @@ var (
 	pathsShadow  = []Path{PathBackfill, PathForwardCDC, PathVerify}
 	pathsDual    = []Path{PathWatchdog, PathBackfill, PathForwardCDC, PathVerify}
 	pathsCutover = []Path{PathWatchdog, PathForwardCDC, PathReverseCDC, PathVerify}
+	// Finalized keeps the old store current from new's stream until it is retired, so that a
+	// rollback from finalized loses none of the writes made to new.
+	pathsFinalized = []Path{PathReverseCDC}
 )
 
 // PolicyFor returns the policy of v: the phase table, in one switch. An unknown or empty phase
@@ -100,7 +103,7 @@ var (
 //	shadow     async            invisible       old           backfill, forward CDC, verify
 //	dual       sync             old reply       old           watchdog, backfill, forward CDC, verify
 //	cutover    sync             writeConcern    new           watchdog, forward and reverse CDC, verify
-//	finalized  sync             writeConcern    new           none (old is retired)
+//	finalized  sync             writeConcern    new           reverse CDC (until old is retired)
 //
 // read_source=new serves look-ups from new only in cutover and finalized; write_block and
 // shadow_read_percent apply in every phase but off.
@@ -116,7 +119,7 @@ func PolicyFor(v Values) Policy {
 			ReadsFromNew: v.ReadSource == ReadNew, Paths: pathsCutover}
 	case PhaseFinalized:
 		p = Policy{Phase: PhaseFinalized, WriteConverge: ConvergeSync, OnConvergeFailure: FailureWriteConcernError,
-			ReadsFromNew: v.ReadSource == ReadNew}
+			ReadsFromNew: v.ReadSource == ReadNew, Paths: pathsFinalized}
 	default:
 		return Policy{Phase: PhaseOff, WriteConverge: ConvergeNone, OnConvergeFailure: FailureNone}
 	}

@@ -57,7 +57,7 @@ func TestPolicyForFollowsThePhaseTable(t *testing.T) {
 				Paths: []flags.Path{W, F, R, V}}},
 		{"finalized", flags.Values{Phase: flags.PhaseFinalized, ReadSource: flags.ReadNew},
 			flags.Policy{Phase: flags.PhaseFinalized, WriteConverge: flags.ConvergeSync, OnConvergeFailure: flags.FailureWriteConcernError,
-				ReadsFromNew: true}},
+				ReadsFromNew: true, Paths: []flags.Path{R}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

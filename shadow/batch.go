@@ -67,6 +67,10 @@ func (e *Engine) ConvergeBatch(ctx context.Context, keys []adapters.Key, dir Dir
 	var opIndex []int
 	for i, it := range items {
 		results[i].Key = it.key
+		if e.echo.echo(dir, it.ks, docs[it.ks]) {
+			results[i].Action = Echo
+			continue
+		}
 		var want bson.D
 		if doc, ok := docs[it.ks]; ok {
 			out, terr := fn(doc)
@@ -114,10 +118,15 @@ func (e *Engine) ConvergeBatch(ctx context.Context, keys []adapters.Key, dir Dir
 			}
 		}
 	}
+	for j, op := range ops {
+		if i := opIndex[j]; results[i].Action != DeadLettered {
+			e.echo.recorded(dir, items[i].ks, op.Doc)
+		}
+	}
 	per := time.Since(start) / time.Duration(max(len(items), 1))
 	for i, r := range results {
 		e.cfg.Metrics.observe(dir, r.Action, nil, per)
-		if r.Action != DeadLettered {
+		if r.Action != DeadLettered && r.Action != Echo {
 			if err := e.resolve(ctx, items[i].ks, dir); err != nil {
 				return results, err
 			}

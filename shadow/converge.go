@@ -56,9 +56,12 @@ const (
 	// DeadLettered: the document could not be transformed or written; it was recorded as a dead
 	// letter and the target left as it was.
 	DeadLettered
+	// Echo: the source held exactly what this engine's other direction last wrote into it, so
+	// the change was that write coming back; the target was left as it was (see echoGuard).
+	Echo
 )
 
-var actionNames = [...]string{"unchanged", "upserted", "deleted", "dead_lettered"}
+var actionNames = [...]string{"unchanged", "upserted", "deleted", "dead_lettered", "echo"}
 
 func (a Action) String() string { return actionNames[a] }
 
@@ -102,6 +105,10 @@ type Config struct {
 	// Stripes is the number of per-key lock stripes (and worker queues of a Pool). Optional;
 	// default 64.
 	Stripes int
+	// EchoMemory is how many keys per direction the engine remembers its last write of, to
+	// recognize that write when it comes back on the other store's change stream (Action
+	// Echo). Optional; default DefaultEchoMemory; negative turns the guard off.
+	EchoMemory int
 }
 
 // Engine converges keys between two stores. It serializes work on one key within the process:
@@ -110,6 +117,7 @@ type Config struct {
 type Engine struct {
 	cfg     Config
 	stripes []sync.Mutex
+	echo    *echoGuard
 
 	mu           sync.Mutex
 	deadLettered map[string]struct{} // dead-letter ids (direction/key) this engine knows exist
@@ -141,7 +149,8 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if cfg.Stripes <= 0 {
 		cfg.Stripes = 64
 	}
-	return &Engine{cfg: cfg, stripes: make([]sync.Mutex, cfg.Stripes), deadLettered: map[string]struct{}{}}, nil
+	return &Engine{cfg: cfg, stripes: make([]sync.Mutex, cfg.Stripes), echo: newEchoGuard(cfg.EchoMemory),
+		deadLettered: map[string]struct{}{}}, nil
 }
 
 func (e *Engine) route(dir Direction) (src, dst adapters.Store, fn Transform, err error) {
@@ -178,6 +187,10 @@ func (e *Engine) convergeLocked(ctx context.Context, key adapters.Key, ks string
 	if err != nil && !errors.Is(err, adapters.ErrNotFound) {
 		return res, fmt.Errorf("converge %s %s: reading source: %w", dir, ks, err)
 	}
+	if e.echo.echo(dir, ks, doc) {
+		res.Action = Echo
+		return res, nil
+	}
 	var want bson.D
 	if doc != nil {
 		out, terr := fn(doc)
@@ -199,6 +212,7 @@ func (e *Engine) convergeLocked(ctx context.Context, key adapters.Key, ks string
 		if err := dst.Delete(ctx, key); err != nil {
 			return res, fmt.Errorf("converge %s %s: deleting from target: %w", dir, ks, err)
 		}
+		e.echo.recorded(dir, ks, nil)
 		res.Action = Deleted
 	default:
 		if err := dst.Upsert(ctx, want); err != nil {
@@ -207,6 +221,7 @@ func (e *Engine) convergeLocked(ctx context.Context, key adapters.Key, ks string
 			}
 			return res, fmt.Errorf("converge %s %s: writing target: %w", dir, ks, err)
 		}
+		e.echo.recorded(dir, ks, want)
 		res.Action = Upserted
 	}
 	return res, e.resolve(ctx, ks, dir)

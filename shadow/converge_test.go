@@ -130,7 +130,47 @@ func TestConvergeLifecycle(t *testing.T) {
 	assert.True(t, transform.Equal(bson.D{{Key: "_id", Value: "u9"}, {Key: "name", Value: "Nine"}, {Key: "age", Value: int32(9)}}, back), "%v", back)
 	res, err = f.engine.Converge(ctx, "u9", shadow.Forward)
 	require.NoError(t, err)
-	assert.Equal(t, shadow.Unchanged, res.Action, "a round trip ends in a no-op: no loop between the two paths")
+	assert.Equal(t, shadow.Echo, res.Action, "a round trip ends in a no-op: no loop between the two paths")
+}
+
+// TestConvergeEchoKeepsALaterWrite is the race the echo guard closes: a forward converge
+// writes new; before its echo (new's change) is converged back, old changes again. Converging
+// the echo reverse would land new's older content over old's newer write, and the forward
+// converge of that write would then find old and new equal: the write lost.
+func TestConvergeEchoKeepsALaterWrite(t *testing.T) {
+	f := newFixture(t, "fail")
+	ctx := context.Background()
+	require.NoError(t, f.old.Upsert(ctx, user("e1", int32(30))))
+	res, err := f.engine.Converge(ctx, "e1", shadow.Forward)
+	require.NoError(t, err)
+	require.Equal(t, shadow.Upserted, res.Action)
+	require.NoError(t, f.old.Upsert(ctx, user("e1", int32(31)))) // the later write
+	for _, batch := range []bool{false, true} {
+		var action shadow.Action
+		if batch {
+			rs, err := f.engine.ConvergeBatch(ctx, []adapters.Key{"e1"}, shadow.Reverse)
+			require.NoError(t, err)
+			action = rs[0].Action
+		} else {
+			res, err := f.engine.Converge(ctx, "e1", shadow.Reverse) // the echo
+			require.NoError(t, err)
+			action = res.Action
+		}
+		assert.Equal(t, shadow.Echo, action, "batch %v", batch)
+		got, err := f.old.Get(ctx, "e1")
+		require.NoError(t, err)
+		assert.True(t, transform.Equal(user("e1", int32(31)), got), "the later write was overwritten: %v", got)
+	}
+	res, err = f.engine.Converge(ctx, "e1", shadow.Forward)
+	require.NoError(t, err)
+	assert.Equal(t, shadow.Upserted, res.Action)
+	f.expectTarget(t, "e1")
+
+	// A write to new that is not an echo flows back.
+	require.NoError(t, f.new.Upsert(ctx, bson.D{{Key: "_id", Value: "e1"}, {Key: "profile", Value: bson.D{{Key: "name", Value: "Other"}}}, {Key: "age", Value: int64(5)}, {Key: "v", Value: int32(2)}}))
+	res, err = f.engine.Converge(ctx, "e1", shadow.Reverse)
+	require.NoError(t, err)
+	assert.Equal(t, shadow.Upserted, res.Action)
 }
 
 func TestConvergeReplayedOutOfOrderEndsAtTheLatestState(t *testing.T) {

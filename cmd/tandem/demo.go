@@ -129,6 +129,7 @@ the admin URL, and stops cleanly on Ctrl-C.`,
 	mo.addFlags(cmd, true)
 	mo.journalEmbedded = true
 	mo.backfill = &backfillOptions{workers: 2, batch: 500, partitions: 4, lease: 30 * time.Second}
+	mo.cdc = cdcAuto // the embedded FerretDB has no change streams: a warning, and the journal carries the writes
 	mo.specData = map[string][]byte{"examples/users-v2.yaml": examples.UsersV2}
 	cmd.Flags().StringVar(&dir, "data", "tandem-demo-data", "folder for the embedded store's files (kept between runs)")
 	cmd.Flags().IntVar(&seed, "seed", 0, "insert this many sample documents into demo.users (existing ones are kept)")

@@ -85,7 +85,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
-	root.AddCommand(newProxyCmd(&g), newDemoCmd(&g), newValidateCmd(&g), newRunCmd(&g), newFlagsCmd(), newBackfillCmd(&g), newPhaseCmd(), newCutoverCmd(), newRollbackCmd(), newHistoryCmd(), newVerifyCmd(), newReportCmd())
+	root.AddCommand(newProxyCmd(&g), newDemoCmd(&g), newValidateCmd(&g), newRunCmd(&g), newFlagsCmd(), newBackfillCmd(&g), newCDCCmd(&g), newPhaseCmd(), newCutoverCmd(), newRollbackCmd(), newHistoryCmd(), newVerifyCmd(), newReportCmd())
 	root.SuggestionsMinimumDistance = 2
 	root.Args = func(cmd *cobra.Command, args []string) error {
 		if len(args) > 0 {

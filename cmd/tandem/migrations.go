@@ -60,6 +60,9 @@ type migrationOptions struct {
 	// Set by `tandem run` and the demo: run each migration's backfill as a path of its runner
 	// (nil: no backfill in this process).
 	backfill *backfillOptions
+	// Set by `tandem run` (--cdc) and the demo: run each migration's change-capture paths
+	// (auto, on or off; "": off).
+	cdc string
 
 	// Set by the demo, not by flags.
 	specData map[string][]byte // spec file name → content, instead of reading specs
@@ -187,20 +190,21 @@ func (o *migrationOptions) adminToken() (string, error) {
 // migrationStack is what a proxy runs for its migrations: the catalog, flags, journal, the
 // process-wide journal worker, and a migration.Runner per migration.
 type migrationStack struct {
-	log       *slog.Logger
-	routes    *proxy.Routes
-	api       http.Handler
-	manager   *flags.Manager
-	catalog   *catalog.Catalog
-	runners   []*migration.Runner
-	byName    map[string]*migration.Runner
-	worker    *migration.Supervisor         // the journal worker; nil with --journal-worker=false
-	closers   []func(context.Context) error // run in reverse order, after the runners stop
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
-	cluster   *kfake.Cluster
-	evaluator *flags.Evaluator
-	bfMetrics *backfill.Metrics // created by the first backfill path
+	log        *slog.Logger
+	routes     *proxy.Routes
+	api        http.Handler
+	manager    *flags.Manager
+	catalog    *catalog.Catalog
+	runners    []*migration.Runner
+	byName     map[string]*migration.Runner
+	worker     *migration.Supervisor         // the journal worker; nil with --journal-worker=false
+	closers    []func(context.Context) error // run in reverse order, after the runners stop
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	cluster    *kfake.Cluster
+	evaluator  *flags.Evaluator
+	bfMetrics  *backfill.Metrics  // created by the first backfill path
+	cdcMetrics *cdc.TailerMetrics // created by the first change-capture path
 }
 
 // startMigrations builds and starts everything the proxy needs for the migrations in o: the
@@ -370,6 +374,10 @@ func (ms *migrationStack) addRunners(ctx context.Context, o *migrationOptions, s
 			if errors.Is(err, migration.ErrInvalidConfig) {
 				return usageError{err}
 			}
+			return err
+		}
+		// Change capture first: its start positions are taken before the backfill can copy.
+		if err := ms.addCDC(openCtx, o, r, reg, log); err != nil {
 			return err
 		}
 		if o.backfill != nil {

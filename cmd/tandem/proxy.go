@@ -63,6 +63,9 @@ func newServeCmd(g *globalOptions, use, short, long string, withBackfill bool) *
 					return err
 				}
 				mo.backfill = &bo
+				if mo.cdc != cdcAuto && mo.cdc != cdcOn && mo.cdc != cdcOff {
+					return usagef("--cdc %q: want auto, on or off", mo.cdc)
+				}
 			}
 			if err := mo.validate(); err != nil {
 				return err
@@ -82,6 +85,7 @@ func newServeCmd(g *globalOptions, use, short, long string, withBackfill bool) *
 	mo.addFlags(cmd, false)
 	if withBackfill {
 		bo.addFlags(cmd)
+		cmd.Flags().StringVar(&mo.cdc, "cdc", cdcAuto, "change capture (forward in shadow, dual and cutover; reverse in cutover and finalized): auto (where the store has change streams, a warning where not), on (refuse to start without them) or off")
 	}
 	cmd.Flags().StringVar(&o.upstream, "upstream", "", "connection string of the MongoDB deployment behind the proxy (required); TLS options in it apply to the proxy's upstream connections")
 	return cmd

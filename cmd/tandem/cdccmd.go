@@ -1,0 +1,409 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/tandemdb/tandem/adapters"
+	"github.com/tandemdb/tandem/catalog"
+	"github.com/tandemdb/tandem/cdc"
+	"github.com/tandemdb/tandem/flags"
+	"github.com/tandemdb/tandem/migration"
+	"github.com/tandemdb/tandem/shadow"
+	"github.com/tandemdb/tandem/transform"
+)
+
+// The --cdc modes of tandem run.
+const (
+	cdcAuto = "auto" // run the tailers where the store has change streams; warn where it has none
+	cdcOn   = "on"   // run them, and refuse to start where a store has no change streams
+	cdcOff  = "off"  // run none
+)
+
+// cdcStartTimeout bounds taking a tailer's start position at start-up.
+const cdcStartTimeout = 30 * time.Second
+
+// Server codes that mean "this deployment has no change streams": NotImplemented (FerretDB),
+// CommandNotSupported, and the standalone MongoDB's "$changeStream is only supported on replica
+// sets" (40573).
+var noChangeStreamCodes = []int{238, 115, 40573}
+
+// addCDC registers the runner's change-capture paths: forward (the old collection's change
+// stream → converge forward, with the backfill interplay rule) and, when the new store is a
+// MongoDB collection and the spec has reverse steps, reverse (its stream → converge reverse).
+// Each takes its start position now, before any path runs, so that the backfill, which starts
+// after, misses nothing between the two.
+func (ms *migrationStack) addCDC(ctx context.Context, o *migrationOptions, r *migration.Runner, reg prometheus.Registerer, log *slog.Logger) error {
+	if o.cdc == "" || o.cdc == cdcOff {
+		return nil
+	}
+	spec := r.Spec()
+	old, target := r.Stores()
+	oldMongo, ok := old.(*adapters.MongoStore)
+	if !ok {
+		return fmt.Errorf("spec %s: forward change capture needs a MongoDB source", spec.File)
+	}
+	if err := ms.addTailer(ctx, o, r, oldMongo.Collection(), shadow.Forward, reg, log); err != nil {
+		return err
+	}
+	newMongo, ok := target.(*adapters.MongoStore)
+	switch {
+	case !ok:
+		log.Warn("no reverse change capture: the new store is not a MongoDB collection (DynamoDB Streams are not built yet); writes made straight into it after cutover do not reach old",
+			"migration", spec.Name, "target", spec.Target.String())
+		return nil
+	case len(spec.ReverseSteps()) == 0:
+		log.Warn("no reverse change capture: the spec has no reverse steps", "migration", spec.Name)
+		return nil
+	}
+	return ms.addTailer(ctx, o, r, newMongo.Collection(), shadow.Reverse, reg, log)
+}
+
+func (ms *migrationStack) addTailer(ctx context.Context, o *migrationOptions, r *migration.Runner, coll *mongo.Collection,
+	dir shadow.Direction, reg prometheus.Registerer, log *slog.Logger) error {
+	spec := r.Spec()
+	metrics := ms.cdcMetricsFor(reg)
+	src, err := cdc.NewChangeStream(cdc.ChangeStreamConfig{Collection: coll, Logger: log,
+		OnSkip: func(kind string) { metrics.Skipped(spec.Name, dir.String(), "unknown_kind") }})
+	if err != nil {
+		return err
+	}
+	cfg := cdc.TailerConfig{
+		Migration: spec.Name, Direction: dir, Source: src, Engine: r.Engine(), Checkpoints: ms.catalog,
+		Leases:      ms.catalog, // one tailer per path among every tandem run of the catalog
+		LagReporter: ms.catalog, Metrics: metrics, Logger: log,
+		ResyncCommand: fmt.Sprintf("tandem cdc resync %s --direction %s --reason TEXT", spec.File, dir),
+	}
+	if dir == shadow.Forward {
+		cfg.Interplay = cdc.NewBackfillInterplay(ms.catalog, spec.Name)
+	}
+	t, err := cdc.NewTailer(cfg)
+	if err != nil {
+		return err
+	}
+	startCtx, cancel := context.WithTimeout(ctx, cdcStartTimeout)
+	defer cancel()
+	st, err := t.Prepare(startCtx)
+	if err != nil {
+		if o.cdc == cdcAuto && noChangeStreams(err) {
+			log.Warn("no change streams on this store: change capture does not run (use a replica set; --cdc on makes this an error)",
+				"migration", spec.Name, "path", t.Name(), "source", src.Name(), "err", err)
+			return nil
+		}
+		return fmt.Errorf("spec %s: %s: %w", spec.File, t.Name(), err)
+	}
+	if dir == shadow.Reverse {
+		if err := ms.refreshReverse(startCtx, spec, src, st, log); err != nil {
+			return err
+		}
+		// After a rollback the reverse path stops at once; the drain converges what new's
+		// stream still holds (the lag), once, in the phases that do not run the reverse path.
+		cfg.UntilCaughtUp, cfg.Name = true, pathReverseDrain
+		drain, err := cdc.NewTailer(cfg)
+		if err != nil {
+			return err
+		}
+		if err := r.AddPath(drain, func(p flags.Policy) bool { return !p.Runs(flags.PathReverseCDC) }); err != nil {
+			return err
+		}
+	}
+	return r.AddPath(t, nil) // the phases whose policy lists forward-cdc or reverse-cdc
+}
+
+// pathReverseDrain names the drain of the reverse stream after a rollback.
+const pathReverseDrain = "reverse-cdc-drain"
+
+// refreshReverse moves the reverse path's start to now when it has never applied a change and
+// the migration has not reached cutover: until then new holds only what tandem wrote from old,
+// which the reverse path would converge back for nothing, and which a stale position would make
+// it read through the oplog at cutover (or find gone: history lost).
+func (ms *migrationStack) refreshReverse(ctx context.Context, spec *transform.Spec, src cdc.Source, st catalog.CDCStream, log *slog.Logger) error {
+	if st.Applied > 0 || st.State != catalog.CDCRunning {
+		return nil
+	}
+	m, err := ms.catalog.Migration(ctx, spec.Name)
+	if err != nil {
+		return err
+	}
+	switch m.Phase {
+	case "", flags.PhaseOff, flags.PhaseShadow, flags.PhaseDual:
+	default:
+		return nil
+	}
+	pos, err := src.Start(ctx)
+	if err != nil {
+		return fmt.Errorf("spec %s: reverse-cdc: %w", spec.File, err)
+	}
+	if _, err := ms.catalog.ResetCDCStream(ctx, spec.Name, cdc.PathReverse, src.Name(), pos, "start refreshed at start-up, before cutover"); err != nil {
+		return err
+	}
+	log.Info("reverse change capture starts from now (nothing applied yet, phase before cutover)", "migration", spec.Name, "phase", m.Phase)
+	return nil
+}
+
+func noChangeStreams(err error) bool {
+	var se mongo.ServerError
+	if !errors.As(err, &se) {
+		return false
+	}
+	for _, c := range noChangeStreamCodes {
+		if se.HasErrorCode(c) {
+			return true
+		}
+	}
+	return false
+}
+
+// cdcMetricsFor returns the tailers' collectors, registered once per process.
+func (ms *migrationStack) cdcMetricsFor(reg prometheus.Registerer) *cdc.TailerMetrics {
+	if ms.cdcMetrics == nil {
+		ms.cdcMetrics = cdc.NewTailerMetrics(reg)
+	}
+	return ms.cdcMetrics
+}
+
+// newCDCCmd is `tandem cdc`: the state of change capture, and its recovery.
+func newCDCCmd(g *globalOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "cdc",
+		Short: "Show the state of a migration's change capture, or resync it after history was lost",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return unknownCommand(cmd, args[0])
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return usagef("cdc needs a subcommand: status or resync")
+		},
+	}
+	cmd.AddCommand(newCDCStatusCmd(), newCDCResyncCmd(g))
+	return cmd
+}
+
+// cdcCatalogFlags are the flags that reach the catalog directly.
+type cdcCatalogFlags struct {
+	catalogURI     string
+	catalogDB      string
+	connectTimeout time.Duration
+}
+
+func (c *cdcCatalogFlags) add(cmd *cobra.Command, def string) {
+	f := cmd.Flags()
+	f.StringVar(&c.catalogURI, "catalog", "", "connection string of the catalog's MongoDB"+def)
+	f.StringVar(&c.catalogDB, "catalog-db", catalog.DefaultDatabase, "database of the catalog")
+	f.DurationVar(&c.connectTimeout, "connect-timeout", defaultConnectTimeout, "how long reaching the catalog and each store may take")
+}
+
+func (c *cdcCatalogFlags) open(ctx context.Context) (*catalog.Catalog, func(), error) {
+	switch {
+	case c.catalogURI == "":
+		return nil, nil, usagef("--catalog is required")
+	case c.catalogDB == "":
+		return nil, nil, usagef("--catalog-db must name a database")
+	case c.connectTimeout <= 0:
+		return nil, nil, usagef("--connect-timeout %s: must be more than 0", c.connectTimeout)
+	}
+	client, err := connectMongo(ctx, "the catalog (--catalog)", c.catalogURI, c.connectTimeout)
+	if err != nil {
+		return nil, nil, err
+	}
+	closeFn := func() { _ = client.Disconnect(context.Background()) }
+	cat, err := catalog.Open(ctx, client, catalog.WithDatabase(c.catalogDB))
+	if err != nil {
+		closeFn()
+		return nil, nil, fmt.Errorf("opening the catalog (database %s on %s): %w", c.catalogDB, redactURI(c.catalogURI), err)
+	}
+	return cat, closeFn, nil
+}
+
+func newCDCStatusCmd() *cobra.Command {
+	var cf cdcCatalogFlags
+	cmd := &cobra.Command{
+		Use:   "status MIGRATION --catalog URI",
+		Short: "Print each change-capture path of a migration: state, checkpoint, changes applied",
+		Args:  exactArgs(1, "MIGRATION"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cat, closeFn, err := cf.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			streams, err := cat.CDCStreams(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			printCDCStreams(cmd.OutOrStdout(), args[0], streams)
+			return nil
+		},
+	}
+	cf.add(cmd, " (required)")
+	return cmd
+}
+
+func printCDCStreams(w io.Writer, migration string, streams []catalog.CDCStream) {
+	if len(streams) == 0 {
+		fmt.Fprintf(w, "%s: no change capture has started (tandem run takes the start positions)\n", migration)
+		return
+	}
+	for _, s := range streams {
+		newest := "none yet"
+		if !s.At.IsZero() {
+			newest = s.At.Format(time.RFC3339)
+		}
+		fmt.Fprintf(w, "%s %s: %s since %s, %d changes applied, newest from %s, source %s\n", migration, s.Path, s.State,
+			s.StateAt.Format(time.RFC3339), s.Applied, newest, s.Source)
+		if s.Detail != "" {
+			fmt.Fprintf(w, "  %s\n", s.Detail)
+		}
+	}
+}
+
+func newCDCResyncCmd(g *globalOptions) *cobra.Command {
+	var (
+		bo        backfillOptions
+		overrides storeOverrides
+		cf        cdcCatalogFlags
+		direction string
+		reason    string
+		output    string
+	)
+	cmd := &cobra.Command{
+		Use:   "resync SPEC --direction forward|reverse --reason TEXT",
+		Short: "Recover change capture that lost its history: a fresh position, then a new full copy",
+		Long: `Recover a change-capture path stopped in state history_lost (or invalidated, once the collection
+is back): it takes the stream's current position and saves it as the path's checkpoint, then copies
+everything again so that nothing changed in the lost stretch stays behind. Forward: the backfill's plan
+is retired and a new backfill runs to its end (as tandem backfill run --allow-existing). Reverse: every
+document of the new store is converged into the old one. A running tandem run picks the path up at its
+next restart (its supervisor retries it within 30 s). The resync is recorded in the audit trail.`,
+		Args: exactArgs(1, "SPEC"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log, err := g.logger(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			var dir shadow.Direction
+			switch direction {
+			case "forward":
+				dir = shadow.Forward
+			case "reverse":
+				dir = shadow.Reverse
+			default:
+				return usagef("--direction %q: want forward or reverse", direction)
+			}
+			if reason == "" {
+				return usagef("--reason is required: it goes into the audit trail")
+			}
+			cfg, err := bo.config()
+			if err != nil {
+				return err
+			}
+			spec, err := loadSpecFile(args[0], overrides)
+			if err != nil {
+				return err
+			}
+			if spec.Source.Kind != transform.StoreMongoDB || spec.Target.Kind != transform.StoreMongoDB && dir == shadow.Reverse {
+				return usagef("spec %s: resync %s needs a MongoDB change stream (%s)", spec.File, direction, map[bool]string{true: "the target", false: "the source"}[dir == shadow.Reverse])
+			}
+			cfg.AllowExisting = true
+			run, err := openBackfill(cmd.Context(), spec, cfg, cf.catalogURI, cf.catalogDB, cf.connectTimeout, true, log)
+			if err != nil {
+				return err
+			}
+			defer run.close()
+			return resync(cmd.Context(), cmd.OutOrStdout(), run, dir, "tandem cdc resync "+processName(), reason, output)
+		},
+	}
+	bo.addFlags(cmd)
+	cf.add(cmd, " (default: the spec's source)")
+	f := cmd.Flags()
+	f.StringVar(&overrides.sourceURI, "source-uri", "", "connection string of the source, instead of the spec's")
+	f.StringVar(&overrides.targetURI, "target-uri", "", "connection string of the target, instead of the spec's")
+	f.StringVar(&direction, "direction", "", "the path to resync: forward (old → new) or reverse (new → old)")
+	f.StringVar(&reason, "reason", "", "why (recorded in the audit trail; required)")
+	f.StringVar(&output, "output", "text", "text or json, as tandem backfill run")
+	return cmd
+}
+
+// resync takes a fresh position of the path's stream, saves it, and copies everything again in
+// the path's direction.
+func resync(ctx context.Context, out io.Writer, run *backfillRun, dir shadow.Direction, who, why, output string) error {
+	spec, cat := run.spec, run.cfg.Catalog
+	store := run.cfg.Old
+	path := cdc.PathForward
+	if dir == shadow.Reverse {
+		store, path = run.cfg.New, cdc.PathReverse
+	}
+	ms, ok := store.(*adapters.MongoStore)
+	if !ok {
+		return fmt.Errorf("spec %s: the %s store is not a MongoDB collection", spec.File, dir)
+	}
+	src, err := cdc.NewChangeStream(cdc.ChangeStreamConfig{Collection: ms.Collection(), Logger: run.log})
+	if err != nil {
+		return err
+	}
+	pos, err := src.Start(ctx)
+	if err != nil {
+		return fmt.Errorf("resync %s %s: taking a fresh position: %w", spec.Name, path, err)
+	}
+	if _, err := cat.ResyncCDCStream(ctx, spec.Name, path, src.Name(), pos, who, why); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "%s %s: resumes from a fresh position of %s; copying everything again\n", spec.Name, path, src.Name())
+	if dir == shadow.Forward {
+		if _, err := cat.RetireBackfillPlan(ctx, spec.Name); err != nil {
+			return err
+		}
+		return run.copy(ctx, out, output)
+	}
+	n, err := convergeAll(ctx, run, dir)
+	if err != nil {
+		return fmt.Errorf("resync %s %s: %w", spec.Name, path, err)
+	}
+	fmt.Fprintf(out, "resync %s %s done: %d documents of the new store converged into the old one\n", spec.Name, path, n)
+	return nil
+}
+
+// convergeAll converges in direction dir every key of the new store, then every key of the old
+// one (which removes from old what new no longer holds), a batch at a time.
+func convergeAll(ctx context.Context, run *backfillRun, dir shadow.Direction) (int64, error) {
+	engine, err := shadow.NewEngine(shadow.Config{
+		Migration: run.spec.Name, SpecVersion: run.spec.Version, Old: run.cfg.Old, New: run.cfg.New,
+		Forward: run.spec.Forward, Reverse: run.spec.Reverse, DeadLetters: run.cfg.Catalog, Log: run.log,
+	})
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, store := range []adapters.Store{run.cfg.New, run.cfg.Old} {
+		err = store.Scan(ctx, adapters.Partition{}, adapters.ScanOptions{Batch: 200}, func(docs []bson.D) error {
+			keys := make([]adapters.Key, 0, len(docs))
+			for _, d := range docs {
+				k, err := store.KeyOf(d)
+				if err != nil {
+					return err
+				}
+				keys = append(keys, k)
+			}
+			if _, err := engine.ConvergeBatch(ctx, keys, dir); err != nil {
+				return err
+			}
+			n += int64(len(keys))
+			return nil
+		})
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
