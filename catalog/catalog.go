@@ -119,6 +119,12 @@ func (c *Catalog) ensureSchema(ctx context.Context) error {
 		collBackfillPartitions: {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "plan_id", Value: 1}, {Key: "index", Value: 1}}}},
 		collBackfillLeases:     {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "plan_id", Value: 1}, {Key: "partition", Value: 1}}}},
 		collBackfillRunners:    {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "owner", Value: 1}}}},
+		collVerifyRuns:         {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "seq", Value: 1}}}},
+		collVerifyGenerations:  {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "run_id", Value: 1}}}},
+		collVerifyTasks:        {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "run_id", Value: 1}, {Key: "generation", Value: 1}}}},
+		collVerifyLeases:       {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "run_id", Value: 1}, {Key: "generation", Value: 1}}}},
+		collVerifyMismatches:   {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "run_id", Value: 1}, {Key: "state", Value: 1}}}},
+		collVerifyDrift:        {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "run_id", Value: 1}, {Key: "at", Value: 1}}}},
 	}
 	for coll, models := range indexes {
 		if _, err := c.db.Collection(coll).Indexes().CreateMany(ctx, models); err != nil {
