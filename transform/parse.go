@@ -210,7 +210,7 @@ func (p *parser) oneOf(m map[string]entry, key, path string, at *yaml.Node, allo
 }
 
 func (p *parser) spec(root *yaml.Node, s *Spec) {
-	m, _ := p.mapping(root, "", []string{"name", "source", "target", "key", "indexes", "forward", "reverse"}, "key")
+	m, _ := p.mapping(root, "", []string{"name", "source", "target", "key", "indexes", "verify", "forward", "reverse"}, "key")
 
 	var n *yaml.Node
 	s.Name, n = p.text(m, "name", "", root, true)
@@ -225,6 +225,7 @@ func (p *parser) spec(root *yaml.Node, s *Spec) {
 	}
 	s.Key = p.key(m, root, s.Target)
 	s.Indexes = p.indexes(m, s.Target)
+	s.Verify = p.verify(m, s.Target)
 	keys := []string{s.Key.Source, s.Key.Target, s.Key.Partition, s.Key.SortAttribute}
 
 	forward, fwdOK := p.steps(m, "forward", root, true, keys)
