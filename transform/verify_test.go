@@ -71,7 +71,7 @@ func TestVerifySection(t *testing.T) {
 func TestVerifySectionErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name, section, want string
-		sentinel          error
+		sentinel            error
 	}{
 		{"budget not a number", "  mismatch_budget: lots\n", `s.yaml:10:20: verify.mismatch_budget: must be a whole number (a count of confirmed mismatches) of 0 or more; got "lots"`, transform.ErrInvalidValue},
 		{"budget negative", "  mismatch_budget: -1\n", `verify.mismatch_budget: must be a whole number`, transform.ErrInvalidValue},
