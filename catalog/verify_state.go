@@ -102,7 +102,8 @@ type VerifyState struct {
 	// the run started (an estimate), so Compared/Total is the coverage.
 	Compared int64 `json:"compared"`
 	Total    int64 `json:"total"`
-	// Sampled is the keys the continuous mode's rolling sample compared since the full pass.
+	// Sampled is the keys the continuous mode's rolling sample compared, over every run (the
+	// progress counter "sampled" of path "verify").
 	Sampled int64 `json:"sampled"`
 	// Confirmed counts the confirmed mismatches not resolved since, by kind; FoundTotal counts
 	// every mismatch the run confirmed, resolved or not.
@@ -280,9 +281,9 @@ func (c *Catalog) VerifyRunState(ctx context.Context, run VerifyRun) (VerifyStat
 				g.TasksDone++
 			}
 			g.Compared += l.Compared
-			addCounts(&g.Found, l.Found)
+			g.Found.AddAll(l.Found)
 		}
-		if t.Generation == 0 && t.Store != StoreSample {
+		if t.Generation == 0 {
 			s.Compared += l.Compared
 			s.Partitions = append(s.Partitions, VerifyPartitionCount{
 				Store: t.Store, Partition: t.Index, Done: l.Done, Compared: l.Compared,
@@ -300,9 +301,6 @@ func (c *Catalog) VerifyRunState(ctx context.Context, run VerifyRun) (VerifyStat
 				s.Uncovered = append(s.Uncovered, u)
 			}
 		}
-		if t.Store == StoreSample {
-			s.Sampled += l.Compared
-		}
 	}
 	if g := byGen[0]; g != nil && fullDone {
 		s.FullPassDone = true
@@ -313,17 +311,22 @@ func (c *Catalog) VerifyRunState(ctx context.Context, run VerifyRun) (VerifyStat
 		return s, err
 	}
 	s.Confirmed, s.FoundTotal, s.Pending = counts.confirmed, counts.found, counts.pending
+	if p, err := c.Progress(ctx, run.Migration, "verify"); err == nil {
+		s.Sampled = p["sampled"]
+	}
 	s.Backlog, err = c.VerifyBacklog(ctx, run)
 	return s, err
 }
 
-func addCounts(dst *VerifyCounts, src VerifyCounts) {
+// AddAll adds every count of o.
+func (c *VerifyCounts) AddAll(o VerifyCounts) {
 	for _, k := range MismatchKinds {
-		dst.Add(k, src.get(k))
+		c.Add(k, o.Of(k))
 	}
 }
 
-func (c VerifyCounts) get(k MismatchKind) int64 {
+// Of returns the count of kind k.
+func (c VerifyCounts) Of(k MismatchKind) int64 {
 	switch k {
 	case KindMissing:
 		return c.Missing

@@ -64,6 +64,12 @@ type VerifyRun struct {
 	LastError   string        `bson:"last_error,omitempty"`
 }
 
+// unfinished matches a record whose finished time is absent or zero.
+var unfinished = bson.E{Key: "$or", Value: bson.A{
+	bson.D{{Key: "finished", Value: bson.D{{Key: "$exists", Value: false}}}},
+	bson.D{{Key: "finished", Value: bson.D{{Key: "$lt", Value: time.Unix(86400, 0)}}}},
+}}
+
 // VerifyRunID is the id of a migration's run number seq.
 func VerifyRunID(seq int64) string { return fmt.Sprintf("run-%06d", seq) }
 
@@ -161,20 +167,26 @@ func (c *Catalog) LatestVerifyRun(ctx context.Context, migration string) (Verify
 	var r VerifyRun
 	err := c.db.Collection(collVerifyRuns).FindOne(ctx, bson.D{{Key: "migration", Value: migration}},
 		options.FindOne().SetSort(bson.D{{Key: "seq", Value: -1}})).Decode(&r)
-	return r, notFound(err, "verification run of "+migration)
+	if err != nil {
+		return r, notFound(err, "verification run of "+migration)
+	}
+	return r, nil
 }
 
 // VerifyRunByID returns one run, or an error wrapping ErrNotFound.
 func (c *Catalog) VerifyRunByID(ctx context.Context, migration, runID string) (VerifyRun, error) {
 	var r VerifyRun
 	err := c.db.Collection(collVerifyRuns).FindOne(ctx, bson.D{{Key: "_id", Value: migration + "/" + runID}}).Decode(&r)
-	return r, notFound(err, "verification run "+migration+"/"+runID)
+	if err != nil {
+		return r, notFound(err, "verification run "+migration+"/"+runID)
+	}
+	return r, nil
 }
 
 // FinishVerifyRun marks a run finished at a time; a second call changes nothing.
 func (c *Catalog) FinishVerifyRun(ctx context.Context, migration, runID string, at time.Time) error {
 	_, err := c.db.Collection(collVerifyRuns).UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: migration + "/" + runID}, {Key: "finished", Value: bson.D{{Key: "$exists", Value: false}}}},
+		bson.D{{Key: "_id", Value: migration + "/" + runID}, unfinished},
 		bson.D{{Key: "$set", Value: bson.D{{Key: "finished", Value: at.UTC()}}}})
 	if err != nil {
 		return fmt.Errorf("finishing verification run %s/%s: %w", migration, runID, err)
@@ -233,7 +245,7 @@ func (c *Catalog) CreateVerifyGeneration(ctx context.Context, g VerifyGeneration
 // changes nothing.
 func (c *Catalog) FinishVerifyGeneration(ctx context.Context, g VerifyGeneration, at time.Time) error {
 	_, err := c.db.Collection(collVerifyGenerations).UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: g.ID}, {Key: "finished", Value: bson.D{{Key: "$exists", Value: false}}}},
+		bson.D{{Key: "_id", Value: g.ID}, unfinished},
 		bson.D{{Key: "$set", Value: bson.D{{Key: "finished", Value: at.UTC()}}}})
 	if err != nil {
 		return fmt.Errorf("finishing verification generation %s: %w", g.ID, err)
@@ -444,4 +456,42 @@ func (c *Catalog) VerifyBacklog(ctx context.Context, run VerifyRun) (int64, erro
 		keys[m.KeyString] = true
 	}
 	return int64(len(keys)), nil
+}
+
+// ChangedKeysSince returns keys of a migration that the catalog saw change at or after since:
+// those whose converge failed (dead letters last seen since) and those a shadow read found
+// different (mismatches of another source than the verifier, found since). At most limit.
+func (c *Catalog) ChangedKeysSince(ctx context.Context, migration string, since time.Time, limit int) ([]any, error) {
+	var out []any
+	dl, err := c.db.Collection(collDeadLetters).Find(ctx, bson.D{
+		{Key: "migration", Value: migration}, {Key: "last_seen", Value: bson.D{{Key: "$gte", Value: since}}},
+	}, options.Find().SetProjection(bson.D{{Key: "key", Value: 1}}).SetLimit(int64(limit)))
+	if err != nil {
+		return nil, fmt.Errorf("reading the dead letters of %s since %s: %w", migration, since, err)
+	}
+	var keys []struct {
+		Key any `bson:"key"`
+	}
+	if err := dl.All(ctx, &keys); err != nil {
+		return nil, fmt.Errorf("reading the dead letters of %s: %w", migration, err)
+	}
+	mm, err := c.db.Collection(collMismatches).Find(ctx, bson.D{
+		{Key: "migration", Value: migration}, {Key: "source", Value: bson.D{{Key: "$ne", Value: "verify"}}},
+		{Key: "found_at", Value: bson.D{{Key: "$gte", Value: since}}},
+	}, options.Find().SetProjection(bson.D{{Key: "key", Value: 1}}).SetLimit(int64(limit)))
+	if err != nil {
+		return nil, fmt.Errorf("reading the mismatches of %s since %s: %w", migration, since, err)
+	}
+	var more []struct {
+		Key any `bson:"key"`
+	}
+	if err := mm.All(ctx, &more); err != nil {
+		return nil, fmt.Errorf("reading the mismatches of %s: %w", migration, err)
+	}
+	for _, k := range append(keys, more...) {
+		if len(out) < limit {
+			out = append(out, k.Key)
+		}
+	}
+	return out, nil
 }

@@ -245,7 +245,7 @@ func (r *Runner) Route() *proxy.Migration { return r.route }
 func (r *Runner) Verify(ctx context.Context, repair bool) (catalog.VerifySummary, error) {
 	cfg := verify.Config{
 		Migration: r.name, Old: r.old, New: r.cfg.New, Forward: r.cfg.Spec.Forward,
-		Catalog: r.cfg.Catalog, Progress: r.cfg.Catalog, Logger: r.log,
+		Catalog: r.cfg.Catalog, Logger: r.log,
 	}
 	if repair {
 		cfg.Repair = func(ctx context.Context, key any) error {

@@ -59,7 +59,7 @@ func newFixture(t *testing.T) *fixture {
 func (f *fixture) config() verify.Config {
 	return verify.Config{
 		Migration: migration, Old: f.old, New: f.new, Forward: f.spec.Forward,
-		Catalog: f.cat, Progress: f.cat, Partitions: 3, Batch: 7, Concurrency: 2,
+		Catalog: f.cat, Partitions: 3, Batch: 7, Concurrency: 2,
 	}
 }
 
