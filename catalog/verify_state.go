@@ -113,8 +113,12 @@ type VerifyState struct {
 	// not rechecked yet); Backlog the keys waiting for a recheck (pending ones included).
 	Pending int64 `json:"pending"`
 	Backlog int64 `json:"backlog"`
-	// Settle is the run's settle time.
-	Settle time.Duration `json:"settle"`
+	// Settle is the run's settle time; MismatchBudget the confirmed mismatches a release may
+	// carry; MaxBacklog the gate's bound on Backlog (0: the gate's default). All three are
+	// the spec's, as of the run's start.
+	Settle         time.Duration `json:"settle"`
+	MismatchBudget int64         `json:"mismatch_budget"`
+	MaxBacklog     int64         `json:"max_backlog"`
 	// Generations describes each generation, oldest first.
 	Generations []VerifyGenerationState `json:"generations"`
 	// Partitions counts what each full-pass partition compared.
@@ -248,7 +252,7 @@ func (c *Catalog) VerifyRunState(ctx context.Context, run VerifyRun) (VerifyStat
 	s := VerifyState{
 		Migration: run.Migration, RunID: run.RunID, SpecVersion: run.SpecVersion, Mode: run.Mode,
 		Started: run.Started, Finished: run.Finished, Total: run.Total, Settle: run.Settle,
-		LastError: run.LastError,
+		MismatchBudget: run.MismatchBudget, MaxBacklog: run.MaxBacklog, LastError: run.LastError,
 	}
 	gens, err := c.VerifyGenerations(ctx, run.Migration, run.RunID)
 	if err != nil {

@@ -62,6 +62,11 @@ type VerifyRun struct {
 	Settle      time.Duration `bson:"settle"`
 	CreatedBy   string        `bson:"created_by"`
 	LastError   string        `bson:"last_error,omitempty"`
+	// MismatchBudget and MaxBacklog are the spec's verify settings when the run started: the
+	// confirmed mismatches a release may carry (for the report's verdict), and the cutover
+	// gate's bound on the recheck backlog (0: the gate's default).
+	MismatchBudget int64 `bson:"mismatch_budget"`
+	MaxBacklog     int64 `bson:"max_backlog"`
 }
 
 // unfinished matches a record whose finished time is absent or zero.

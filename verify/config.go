@@ -97,6 +97,9 @@ type Config struct {
 	// Optional; default 0 (a difference seen twice is confirmed). In the shadow phase set it
 	// to the converge lag.
 	Settle time.Duration
+	// MismatchBudget and MaxBacklog are recorded with a run the process starts, for the
+	// report's verdict and the cutover gate's backlog bound (transform.VerifySpec). Optional.
+	MismatchBudget, MaxBacklog int64
 	// MaxGenerations bounds the recheck generations of a run; keys still differing then stay
 	// pending (the backlog). Optional; default 10.
 	MaxGenerations int

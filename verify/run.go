@@ -102,6 +102,7 @@ func (v *verifier) joinOrStart(ctx context.Context, mode string) (catalog.Verify
 		run, created, err := cat.StartVerifyRun(ctx, catalog.VerifyRun{
 			Migration: v.cfg.Migration, Seq: seq, SpecVersion: v.cfg.SpecVersion, Mode: mode,
 			Started: time.Now().UTC(), Total: total, Settle: v.cfg.Settle, CreatedBy: v.cfg.Owner,
+			MismatchBudget: v.cfg.MismatchBudget, MaxBacklog: v.cfg.MaxBacklog,
 		})
 		if err != nil {
 			return run, fmt.Errorf("verify %s: starting run %d: %w", v.cfg.Migration, seq, err)
