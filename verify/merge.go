@@ -36,7 +36,7 @@ func (v *verifier) merge(ctx context.Context, run catalog.VerifyRun, h *held) er
 			}
 		})
 	}()
-	nw := &newSide{v: v, batches: newBatches}
+	nw := &newSide{v: v, batches: newBatches, scanErr: newErr}
 	err := v.cfg.Old.Scan(ctx, part, opts, func(olds []bson.D) error {
 		if err := v.wait(ctx, len(olds)); err != nil {
 			return err
@@ -51,6 +51,9 @@ func (v *verifier) merge(ctx context.Context, run catalog.VerifyRun, h *held) er
 			// every new key below k is extra; one equal to k is its pair
 			for {
 				nk, nd, ok := nw.peek()
+				if nw.err != nil {
+					return nw.err // not "missing": the new store's scan failed
+				}
 				if !ok || compareKeys(nk, k) > 0 {
 					pairs = append(pairs, pair{key: k, old: docs[i]})
 					break
@@ -64,9 +67,6 @@ func (v *verifier) merge(ctx context.Context, run catalog.VerifyRun, h *held) er
 				pairs = append(pairs, pair{key: nk, cur: nd})
 			}
 		}
-		if nw.err != nil {
-			return nw.err
-		}
 		got, err := v.compare(ctx, run, h, pairs, false)
 		if err != nil {
 			return err
@@ -76,7 +76,7 @@ func (v *verifier) merge(ctx context.Context, run catalog.VerifyRun, h *held) er
 	})
 	if err != nil {
 		cancel(err)
-		<-newErr
+		nw.drain()
 		return fmt.Errorf("merging the two stores' scans: %w", err)
 	}
 	// What is left of the new store's range is extra.
@@ -93,19 +93,14 @@ func (v *verifier) merge(ctx context.Context, run catalog.VerifyRun, h *held) er
 		if len(pairs) == v.cfg.Batch {
 			if err := v.flushExtras(ctx, run, h, pairs, last); err != nil {
 				cancel(err)
-				<-newErr
+				nw.drain()
 				return err
 			}
 			pairs = pairs[:0]
 		}
 	}
 	if nw.err != nil {
-		cancel(nw.err)
-		<-newErr
 		return nw.err
-	}
-	if err := <-newErr; err != nil {
-		return fmt.Errorf("scanning the new store: %w", err)
 	}
 	if len(pairs) > 0 {
 		return v.flushExtras(ctx, run, h, pairs, last)
@@ -126,18 +121,23 @@ func (v *verifier) flushExtras(ctx context.Context, run catalog.VerifyRun, h *he
 type newSide struct {
 	v       *verifier
 	batches <-chan []bson.D
+	scanErr <-chan error // the scan's result, sent before batches is closed
 	buf     []bson.D
 	keys    []adapters.Key
 	done    bool
-	err     error
+	err     error // the scan failed: what follows is unknown, not absent
 }
 
-// peek returns the next new document and its key; false at the end of the scan.
+// peek returns the next new document and its key; false at the end of the scan, or when it
+// failed (then err is set).
 func (n *newSide) peek() (adapters.Key, bson.D, bool) {
 	for len(n.buf) == 0 && !n.done {
 		docs, ok := <-n.batches
 		if !ok {
 			n.done = true
+			if err := <-n.scanErr; err != nil {
+				n.err = fmt.Errorf("scanning the new store: %w", err)
+			}
 			break
 		}
 		n.keys, n.buf = n.v.keysOf(n.v.cfg.New, passNew, docs)
@@ -149,6 +149,17 @@ func (n *newSide) peek() (adapters.Key, bson.D, bool) {
 }
 
 func (n *newSide) pop() { n.buf, n.keys = n.buf[1:], n.keys[1:] }
+
+// drain waits for the new store's scan to end (after its context was cancelled).
+func (n *newSide) drain() {
+	if n.done {
+		return
+	}
+	for range n.batches {
+	}
+	<-n.scanErr
+	n.done = true
+}
 
 // compareKeys orders two keys as MongoDB sorts _id: by type class
 // (https://www.mongodb.com/docs/manual/reference/bson-type-comparison-order/), then by value

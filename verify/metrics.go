@@ -47,3 +47,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	return m
 }
+
+// Confirmed is the gauge of a migration's confirmed mismatches outstanding (the drift).
+func (m *Metrics) Confirmed(migration string) prometheus.Gauge {
+	return m.confirmed.WithLabelValues(migration)
+}

@@ -162,6 +162,11 @@ func (v *verifier) worker(ctx context.Context, run catalog.VerifyRun, id int) er
 		case h != nil:
 			if err := v.process(ctx, run, h); err != nil && !errors.Is(err, errLeaseLost) {
 				if ctx.Err() != nil {
+					// Let the task go at once, so that the next process need not wait for the
+					// lease to expire; its checkpoint stays.
+					rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+					v.release(rctx, h, "interrupted: "+context.Cause(ctx).Error())
+					cancel()
 					return ctx.Err()
 				}
 				v.noteError(ctx, run, h, err)
