@@ -67,10 +67,15 @@ func (v *verifier) workContinuous(ctx context.Context, run catalog.VerifyRun) er
 }
 
 // idle waits for work in a continuous run whose generations are done: Poll, after which the
-// worker looks again for changed keys.
-func (v *verifier) idle(ctx context.Context, _ catalog.VerifyRun, _ catalog.VerifyGeneration) error {
+// worker looks again for changed keys. It reports true when a newer run has started (the
+// gate and the report read the newest run, so the continuous path moves on to it).
+func (v *verifier) idle(ctx context.Context, run catalog.VerifyRun) (superseded bool, err error) {
 	sleep(ctx, v.cfg.Poll)
-	return nil
+	latest, err := v.cfg.Catalog.LatestVerifyRun(ctx, run.Migration)
+	if err != nil {
+		return false, err
+	}
+	return latest.Seq > run.Seq, nil
 }
 
 // driftLoop records the run's drift every DriftEvery.

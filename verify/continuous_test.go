@@ -33,7 +33,7 @@ func TestStoreOutageResumes(t *testing.T) {
 	require.NoError(t, err)
 	relay := testenv.StartRelay(t, u.Host)
 	c, err := mongo.Connect(options.Client().ApplyURI("mongodb://" + relay.Addr + "/").
-		SetServerSelectionTimeout(500 * time.Millisecond).SetTimeout(time.Second))
+		SetServerSelectionTimeout(time.Second).SetTimeout(20 * time.Second))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Disconnect(context.Background()) })
 	f.new = adapters.NewMongoStore(c.Database(f.db).Collection("users_v2"))

@@ -65,7 +65,7 @@ type fixture struct {
 
 var seq atomic.Int64
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	name := fmt.Sprintf("verify_test_%d_%d", os.Getpid(), seq.Add(1))
 	f, err := openFixture(name)

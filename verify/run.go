@@ -268,7 +268,8 @@ func partitionOf(t catalog.VerifyTask) adapters.Partition {
 // advance is called when every task of gen is done: it records the generation's end and the
 // index check, then makes the next generation from the keys left to recheck. finished is
 // true when a run of mode once has nothing left (the run is then marked finished); a
-// continuous run waits for changed keys instead, and reports false.
+// continuous run waits for changed keys instead, and reports true only once a newer run has
+// started (a tandem verify), which the continuous path then joins.
 func (v *verifier) advance(ctx context.Context, run catalog.VerifyRun, gen catalog.VerifyGeneration) (finished bool, err error) {
 	cat := v.cfg.Catalog
 	if gen.Finished.IsZero() {
@@ -286,7 +287,7 @@ func (v *verifier) advance(ctx context.Context, run catalog.VerifyRun, gen catal
 	}
 	if len(keys) == 0 || gen.Generation >= int64(v.cfg.MaxGenerations) && v.mode == ModeOnce {
 		if v.mode == ModeContinuous {
-			return false, v.idle(ctx, run, gen)
+			return v.idle(ctx, run)
 		}
 		if len(keys) > 0 {
 			v.log.Warn("verification stops rechecking: generation limit reached", "generation", gen.Generation, "keys", len(keys))
