@@ -33,6 +33,7 @@ const (
 	DefaultRetries        = 5
 	DefaultPoll           = 200 * time.Millisecond
 	DefaultDriftEvery     = 10 * time.Second
+	DefaultRecheckEvery   = 5 * time.Second
 )
 
 // ErrInvalidConfig means Run was given a Config that lacks a required field; no run started
@@ -128,6 +129,10 @@ type Config struct {
 	Poll time.Duration
 	// DriftEvery is how often drift is recorded in continuous mode. Optional; default 10s.
 	DriftEvery time.Duration
+	// RecheckEvery is the least time between the starts of two generations of a continuous
+	// run, so that a steady stream of changes makes a generation every few seconds rather
+	// than one per Poll (each is a few catalog records). Optional; default 5s.
+	RecheckEvery time.Duration
 
 	// test hooks (export_test.go)
 	afterRead     func(p pass, keys []adapters.Key)
@@ -193,6 +198,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DriftEvery <= 0 {
 		c.DriftEvery = DefaultDriftEvery
+	}
+	if c.RecheckEvery <= 0 {
+		c.RecheckEvery = DefaultRecheckEvery
 	}
 	if c.Owner == "" {
 		c.Owner = c.Catalog.ProcessID()

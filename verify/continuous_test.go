@@ -89,7 +89,7 @@ func TestContinuous(t *testing.T) {
 	changes := &verify.ChangeList{}
 	cfg := f.config()
 	cfg.Changes, cfg.Metrics = changes, verify.NewMetrics(reg)
-	cfg.SampleRate, cfg.DriftEvery, cfg.Poll = 200, 100*time.Millisecond, 50*time.Millisecond
+	cfg.SampleRate, cfg.DriftEvery, cfg.Poll, cfg.RecheckEvery = 200, 100*time.Millisecond, 50*time.Millisecond, 200*time.Millisecond
 	done := make(chan error, 1)
 	go func() { done <- verify.Continuous(ctx, cfg) }()
 

@@ -281,6 +281,9 @@ func (v *verifier) advance(ctx context.Context, run catalog.VerifyRun, gen catal
 		}
 		v.recordDrift(ctx, run)
 	}
+	if v.mode == ModeContinuous && gen.Generation > 0 && time.Since(gen.Started) < v.cfg.RecheckEvery {
+		return v.idle(ctx, run)
+	}
 	keys, err := v.recheckKeys(ctx, run, gen)
 	if err != nil {
 		return false, err
