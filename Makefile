@@ -45,14 +45,16 @@ fuzz:
 ## bench: every benchmark, in this order: the go test benchmarks of proxy, transform and adapters,
 ## the proxy benchmark (direct vs raw forwarder vs tandem), the converge benchmark (converge vs
 ## raw copy loops, MongoDB and DynamoDB on moto from .venv, installed here if missing), the phase
-## benchmark (client latency by migration phase, rollback propagation). Results and the commands
-## behind them: BENCHMARKS.md.
+## benchmark (client latency by migration phase, rollback propagation), the backfill benchmark
+## and verification's full pass against a raw dual scan. Results and the commands behind them:
+## BENCHMARKS.md.
 bench: $(VENV)/.installed
 	$(GO) test -run '^$$' -bench . -benchmem ./proxy ./transform ./adapters
 	$(GO) run ./bench/proxybench
 	$(GO) run ./bench/convergebench
 	$(GO) run ./bench/phasebench
 	$(GO) run ./bench/backfillbench
+	$(GO) test -run '^$$' -bench BenchmarkFullPass -benchtime 3x ./verify
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
