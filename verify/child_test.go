@@ -55,6 +55,12 @@ func (f *fixture) childConfig(owner string) verify.Config {
 	cfg.Partitions, cfg.Batch, cfg.Concurrency = 6, 20, 2
 	cfg.Lease, cfg.Poll, cfg.Retries = testLease, 50*time.Millisecond, 50
 	cfg.Owner = owner
+	// A rate limit spreads the full pass over enough time for a dozen kills whatever the
+	// machine's speed (the race detector's included).
+	cfg.Rate = 200
+	if raceEnabled {
+		cfg.Rate = 80
+	}
 	return cfg
 }
 

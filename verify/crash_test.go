@@ -122,7 +122,7 @@ func verifyProgress(f *fixture) int64 {
 
 // TestSurvivesKills runs the verifier in a child process, SIGKILLs it at random moments
 // (inside a batch, between a mismatch's record and the checkpoint, while a generation is
-// made) ten times or more, restarting it each time (a restart waits for the dead one's task
+// made, during a recheck) ten times or more, until the run is finished, restarting it each time (a restart waits for the dead one's task
 // leases to expire), then lets one finish. The run's result must be what one uninterrupted
 // full comparison gives: every planted mismatch found exactly once with its kind, and no
 // other.
@@ -136,8 +136,11 @@ func TestSurvivesKills(t *testing.T) {
 		n = 400
 	}
 	want := f.plant(t, n)
+	// Kill until the run is finished (each life gets a little further: the child's rate limit
+	// spreads the run over a dozen lives or more), so that kills land in the full pass, in the
+	// making of a generation and in the rechecks.
 	kills := 0
-	for kills < 12 {
+	for kills < 40 {
 		cmd, out, err := f.child("k")
 		require.NoError(t, err)
 		before := verifyProgress(f)
