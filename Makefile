@@ -52,8 +52,9 @@ fuzz:
 ## the proxy benchmark (direct vs raw forwarder vs tandem), the converge benchmark (converge vs
 ## raw copy loops, MongoDB and DynamoDB on moto from .venv, installed here if missing), the phase
 ## benchmark (client latency by migration phase, rollback propagation), the backfill benchmark,
-## and the journal benchmark (converge throughput with 1 and 2 journal worker processes, on the
-## Apache Kafka broker of .cache/kafka). Results and the commands behind them: BENCHMARKS.md.
+## the journal benchmark (converge throughput with 1 and 2 journal worker processes, on the
+## Apache Kafka broker of .cache/kafka) and verification's full pass against a raw dual scan.
+## Results and the commands behind them: BENCHMARKS.md.
 bench: $(VENV)/.installed kafka
 	$(GO) test -run '^$$' -bench . -benchmem ./proxy ./transform ./adapters
 	$(GO) run ./bench/proxybench
@@ -61,6 +62,7 @@ bench: $(VENV)/.installed kafka
 	$(GO) run ./bench/phasebench
 	$(GO) run ./bench/backfillbench
 	$(GO) run ./bench/journalbench
+	$(GO) test -run '^$$' -bench BenchmarkFullPass -benchtime 3x ./verify
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -104,6 +104,9 @@ func NewMongoStore(coll *mongo.Collection, opts ...MongoOption) *MongoStore {
 // Collection returns the collection the store reads and writes.
 func (s *MongoStore) Collection() *mongo.Collection { return s.coll }
 
+// KeyField is the field that holds the store's key ("_id" unless MongoKeyField).
+func (s *MongoStore) KeyField() string { return s.keyField }
+
 func (s *MongoStore) errf(op string, key Key, err error) error {
 	if key == nil {
 		return fmt.Errorf("mongodb %s: %s: %w", s.ns, op, err)

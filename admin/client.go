@@ -105,6 +105,13 @@ func (c *Client) Cutover(ctx context.Context, migration, reason string) (Cutover
 	return out, err
 }
 
+// VerifyState returns the state of the migration's newest verification run.
+func (c *Client) VerifyState(ctx context.Context, migration string) (catalog.VerifyState, error) {
+	var out catalog.VerifyState
+	err := c.do(ctx, http.MethodGet, migration, "verify", nil, nil, &out)
+	return out, err
+}
+
 // Verify runs a full verification on the server (repairing confirmed mismatches with repair)
 // and returns its summary; a run that found mismatches is no error: see Clean.
 func (c *Client) Verify(ctx context.Context, migration string, repair bool) (catalog.VerifySummary, error) {

@@ -66,8 +66,9 @@ type Config struct {
 	// BackfillCatalog is the catalog holding the migrations' backfill plans and their control
 	// state, which GET /v1/migrations/{name}/backfill reads (backfill.Status) and POST
 	// …/backfill/pause, /resume and /rate change (backfill.Pause, Resume, SetRate,
-	// SetBytesRate) for every process running the backfill, wherever it runs. Optional;
-	// without it those endpoints answer 501.
+	// SetBytesRate) for every process running the backfill, wherever it runs. GET
+	// /v1/migrations/{name}/verify reads the newest verification run's state from it too
+	// (catalog.VerifyState). Optional; without it those endpoints answer 501.
 	BackfillCatalog *catalog.Catalog
 	// Reports generates, stores, reads and signs release reports (report.Service): POST
 	// /v1/migrations/{name}/reports, GET …/reports/{id}, POST …/reports/{id}/signoffs.
@@ -110,7 +111,7 @@ func NewHandler(cfg Config) http.Handler {
 	mux.Handle("/v1/migrations/{name}/phase", methods{http.MethodPost: h.write(h.advance)})
 	mux.Handle("/v1/migrations/{name}/cutover", methods{http.MethodPost: h.write(h.cutover)})
 	mux.Handle("/v1/migrations/{name}/rollback", methods{http.MethodPost: h.write(h.rollback)})
-	mux.Handle("/v1/migrations/{name}/verify", methods{http.MethodPost: h.write(h.runVerify)})
+	mux.Handle("/v1/migrations/{name}/verify", methods{http.MethodGet: h.getVerify, http.MethodPost: h.write(h.runVerify)})
 	mux.Handle("/v1/migrations/{name}/backfill", methods{http.MethodGet: h.getBackfill})
 	mux.Handle("/v1/migrations/{name}/backfill/pause", methods{http.MethodPost: h.write(h.pauseBackfill)})
 	mux.Handle("/v1/migrations/{name}/backfill/resume", methods{http.MethodPost: h.write(h.resumeBackfill)})
@@ -430,6 +431,19 @@ func (h *handler) getStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st, err := h.status(r.Context(), r.PathValue("name"))
+	if err != nil {
+		h.fail(w, r, err, nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+// getVerify answers the state of the migration's newest verification run.
+func (h *handler) getVerify(w http.ResponseWriter, r *http.Request) {
+	if !h.backfillAvailable(w) {
+		return
+	}
+	st, err := h.backfill.VerifyState(r.Context(), r.PathValue("name"))
 	if err != nil {
 		h.fail(w, r, err, nil)
 		return

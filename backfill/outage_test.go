@@ -2,10 +2,7 @@ package backfill_test
 
 import (
 	"context"
-	"io"
-	"net"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +13,7 @@ import (
 
 	"github.com/tandemdb/tandem/backfill"
 	"github.com/tandemdb/tandem/catalog"
+	"github.com/tandemdb/tandem/testenv"
 )
 
 // TestCatalogOutage reaches the catalog through a TCP relay that the test cuts in the middle of
@@ -27,8 +25,8 @@ func TestCatalogOutage(t *testing.T) {
 	ctx := context.Background()
 	u, err := url.Parse(serverURI)
 	require.NoError(t, err)
-	relay := startRelay(t, u.Host)
-	c, err := mongo.Connect(options.Client().ApplyURI("mongodb://" + relay.addr + "/").SetServerSelectionTimeout(time.Second).SetTimeout(2 * time.Second))
+	relay := testenv.StartRelay(t, u.Host)
+	c, err := mongo.Connect(options.Client().ApplyURI("mongodb://" + relay.Addr + "/").SetServerSelectionTimeout(time.Second).SetTimeout(2 * time.Second))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Disconnect(context.Background()) })
 	e.cat, err = catalog.Open(ctx, c, catalog.WithDatabase(e.db+"_meta"))
@@ -44,11 +42,11 @@ func TestCatalogOutage(t *testing.T) {
 		done <- err
 	}()
 	waitFor(t, time.Minute, func() bool { return count(t, e.dst) >= 100 })
-	relay.cut(true)
+	relay.Cut(true)
 	at := count(t, e.dst)
 	time.Sleep(testLease + time.Second)
 	t.Logf("catalog unreachable for %s: the target went from %d to %d documents meanwhile", testLease+time.Second, at, count(t, e.dst))
-	relay.cut(false)
+	relay.Cut(false)
 	select {
 	case err := <-done:
 		require.NoError(t, err)
@@ -61,65 +59,4 @@ func TestCatalogOutage(t *testing.T) {
 	assert.Equal(t, backfill.StateDone, p.State)
 	assert.Equal(t, int64(400), p.Copied)
 	assert.Equal(t, int64(400), sum.Progress.Copied)
-}
-
-// relay forwards TCP connections to an address until it is cut: then it drops every
-// connection and refuses new ones.
-type relay struct {
-	addr string
-	mu   sync.Mutex
-	down bool
-	live map[net.Conn]struct{}
-}
-
-func startRelay(t *testing.T, upstream string) *relay {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = l.Close() })
-	r := &relay{addr: l.Addr().String(), live: map[net.Conn]struct{}{}}
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			r.mu.Lock()
-			down := r.down
-			r.mu.Unlock()
-			if down {
-				_ = c.Close()
-				continue
-			}
-			up, err := net.Dial("tcp", upstream)
-			if err != nil {
-				_ = c.Close()
-				continue
-			}
-			r.track(c, up)
-			go func() { _, _ = io.Copy(up, c); _ = up.Close() }()
-			go func() { _, _ = io.Copy(c, up); _ = c.Close() }()
-		}
-	}()
-	return r
-}
-
-func (r *relay) track(cs ...net.Conn) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, c := range cs {
-		r.live[c] = struct{}{}
-	}
-}
-
-// cut drops every connection and refuses new ones (down), or accepts them again.
-func (r *relay) cut(down bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.down = down
-	if down {
-		for c := range r.live {
-			_ = c.Close()
-		}
-		r.live = map[net.Conn]struct{}{}
-	}
 }

@@ -2,7 +2,6 @@ package catalog
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -207,13 +206,8 @@ func (c *Catalog) BackfillLeases(ctx context.Context, migration, planID string) 
 // that generation first.
 func (c *Catalog) ClaimBackfillLease(ctx context.Context, l BackfillLease) error {
 	l.ID = BackfillLeaseID(l.Migration, l.PlanID, l.Partition, l.Generation)
-	if _, err := c.db.Collection(collBackfillLeases).InsertOne(ctx, l); err != nil {
-		if mongo.IsDuplicateKeyError(err) {
-			return fmt.Errorf("claiming backfill partition %d of %s, generation %d: %w", l.Partition, l.Migration, l.Generation, ErrConflict)
-		}
-		return fmt.Errorf("claiming backfill partition %d of %s: %w", l.Partition, l.Migration, err)
-	}
-	return nil
+	return c.claimByInsert(ctx, collBackfillLeases, l,
+		fmt.Sprintf("backfill partition %d of %s, generation %d", l.Partition, l.Migration, l.Generation))
 }
 
 // SaveBackfillLease writes a lease's mutable fields (expiry, checkpoint, done, counters). Only
@@ -250,15 +244,7 @@ func (c *Catalog) SaveBackfillLease(ctx context.Context, l BackfillLease) error 
 // BackfillLeaseExists reports whether a partition's lease of a generation has been claimed.
 func (c *Catalog) BackfillLeaseExists(ctx context.Context, migration, planID string, partition int, generation int64) (bool, error) {
 	id := BackfillLeaseID(migration, planID, partition, generation)
-	err := c.db.Collection(collBackfillLeases).FindOne(ctx, bson.D{{Key: "_id", Value: id}},
-		options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})).Err()
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("reading backfill lease %s: %w", id, err)
-	}
-	return true, nil
+	return c.claimed(ctx, collBackfillLeases, id, "backfill lease "+id)
 }
 
 // ChangeBackfillControl applies change to a backfill's control state as revision n+1, recorded

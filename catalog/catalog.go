@@ -129,6 +129,12 @@ func (c *Catalog) ensureSchema(ctx context.Context) error {
 		collBackfillRunners:    {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "owner", Value: 1}}}},
 		collCDCStreams:         {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "path", Value: 1}}}},
 		collCDCLeases:          {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "path", Value: 1}, {Key: "generation", Value: 1}}}},
+		collVerifyRuns:         {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "seq", Value: 1}}}},
+		collVerifyGenerations:  {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "run_id", Value: 1}}}},
+		collVerifyTasks:        {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "run_id", Value: 1}, {Key: "generation", Value: 1}}}},
+		collVerifyLeases:       {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "run_id", Value: 1}, {Key: "generation", Value: 1}}}},
+		collVerifyMismatches:   {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "run_id", Value: 1}, {Key: "state", Value: 1}}}},
+		collVerifyDrift:        {{Keys: bson.D{{Key: "migration", Value: 1}, {Key: "run_id", Value: 1}, {Key: "at", Value: 1}}}},
 	}
 	for coll, models := range indexes {
 		if err := c.ensureIndexes(ctx, coll, models); err != nil {

@@ -3,7 +3,9 @@ package flags
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/tandemdb/tandem/catalog"
@@ -45,6 +47,9 @@ type GateConfig struct {
 	LagFreshness time.Duration
 	// MaxLag is the largest change lag, over every fresh record, that passes. Default 5s.
 	MaxLag time.Duration
+	// VerifyMaxBacklog is the most keys waiting for a verification recheck that passes, for a
+	// run that names no bound of its own (the spec's verify.max_backlog). Default 1000.
+	VerifyMaxBacklog int64
 }
 
 // Gate defaults.
@@ -52,6 +57,7 @@ const (
 	DefaultVerifyMaxAge = 15 * time.Minute
 	DefaultLagFreshness = 30 * time.Second
 	DefaultMaxLag       = 5 * time.Second
+	DefaultMaxBacklog   = 1000
 )
 
 func (g GateConfig) withDefaults() GateConfig {
@@ -63,6 +69,9 @@ func (g GateConfig) withDefaults() GateConfig {
 	}
 	if g.MaxLag <= 0 {
 		g.MaxLag = DefaultMaxLag
+	}
+	if g.VerifyMaxBacklog <= 0 {
+		g.VerifyMaxBacklog = DefaultMaxBacklog
 	}
 	return g
 }
@@ -86,7 +95,66 @@ func (m *Manager) checkGates(ctx context.Context, migration string) []GateResult
 	}
 }
 
+// verificationGate reads the migration's newest verification run (catalog.VerifyState) and,
+// when there is none, the newest verification summary (a report of kind "verify").
 func (m *Manager) verificationGate(ctx context.Context, migration string, now time.Time) GateResult {
+	st, err := m.cat.VerifyState(ctx, migration)
+	switch {
+	case err == nil:
+		return m.verifyStateGate(ctx, st, now)
+	case !errors.Is(err, catalog.ErrNotFound):
+		return GateResult{Gate: GateVerification, Detail: err.Error()}
+	}
+	return m.verifySummaryGate(ctx, migration, now)
+}
+
+// verifyStateGate passes when the run's full pass covered every partition and is recent (a
+// run of mode once finished within VerifyMaxAge; a continuous one recorded drift within it,
+// so it is alive), no confirmed mismatch is outstanding, and the recheck backlog is within
+// its bound. It names every condition that fails.
+func (m *Manager) verifyStateGate(ctx context.Context, st catalog.VerifyState, now time.Time) GateResult {
+	r := GateResult{Gate: GateVerification}
+	var fails []string
+	run := fmt.Sprintf("verification %s (%s)", st.RunID, st.Mode)
+	switch {
+	case !st.FullPassDone:
+		fails = append(fails, fmt.Sprintf("its full pass is not done: %d of %d partitions uncovered, %d of ~%d keys compared",
+			len(st.Uncovered), len(st.Partitions), st.Compared, st.Total))
+	case st.Mode != "continuous" && st.Finished.IsZero():
+		fails = append(fails, fmt.Sprintf("it is still rechecking (generation %d)", st.Generation))
+	case st.Mode != "continuous" && now.Sub(st.Finished) > m.gates.VerifyMaxAge:
+		fails = append(fails, fmt.Sprintf("it finished %s ago, limit %s", roundDur(now.Sub(st.Finished)), m.gates.VerifyMaxAge))
+	case st.Mode == "continuous":
+		drift, err := m.cat.VerifyDrift(ctx, st.Migration, st.RunID, now.Add(-m.gates.VerifyMaxAge))
+		if err != nil {
+			fails = append(fails, err.Error())
+		} else if len(drift) == 0 {
+			fails = append(fails, fmt.Sprintf("it recorded no drift in the last %s; is the verify path running?", m.gates.VerifyMaxAge))
+		}
+	}
+	if n := st.Confirmed.Total(); n > 0 {
+		c := st.Confirmed
+		fails = append(fails, fmt.Sprintf("%d confirmed mismatches outstanding (missing %d, extra %d, differing %d, untransformable %d, invariant broken %d, index missing %d)",
+			n, c.Missing, c.Extra, c.Differing, c.Untransformable, c.InvariantBroken, c.IndexMissing))
+	}
+	limit := st.MaxBacklog
+	if limit <= 0 {
+		limit = m.gates.VerifyMaxBacklog
+	}
+	if st.Backlog > limit {
+		fails = append(fails, fmt.Sprintf("recheck backlog %d keys > limit %d", st.Backlog, limit))
+	}
+	if len(fails) > 0 {
+		r.Detail = run + ": " + strings.Join(fails, "; ")
+		return r
+	}
+	r.OK = true
+	r.Detail = fmt.Sprintf("%s: full pass compared %d keys, no confirmed mismatch, recheck backlog %d <= %d", run, st.Compared, st.Backlog, limit)
+	return r
+}
+
+// verifySummaryGate judges the newest verification summary.
+func (m *Manager) verifySummaryGate(ctx context.Context, migration string, now time.Time) GateResult {
 	r := GateResult{Gate: GateVerification}
 	reports, err := m.cat.Reports(ctx, migration, ReportKindVerify, 1)
 	if err != nil {

@@ -103,6 +103,9 @@ type Config struct {
 	// Backoff is how a failed path waits before it runs again. Optional; default 500ms
 	// doubling to 30s.
 	Backoff Backoff
+	// VerifyMetrics receives the verifier's counts and drift gauges. Optional; default:
+	// unregistered collectors. One serves every runner of a process.
+	VerifyMetrics *verify.Metrics
 }
 
 // Runner is one migration at run time. Build it with New, register extra paths with AddPath,
@@ -239,25 +242,6 @@ func (r *Runner) Stores() (old, new adapters.Store) { return r.old, r.cfg.New }
 // Route is the proxy's route of the migration: give it to proxy.NewRoutes. The proxy must be
 // shut down before Close.
 func (r *Runner) Route() *proxy.Migration { return r.route }
-
-// Verify runs a full verification (verify.Run) and saves its summary, which the cutover gate
-// reads; with repair, each confirmed mismatch is converged.
-func (r *Runner) Verify(ctx context.Context, repair bool) (catalog.VerifySummary, error) {
-	cfg := verify.Config{
-		Migration: r.name, Old: r.old, New: r.cfg.New, Forward: r.cfg.Spec.Forward,
-		Catalog: r.cfg.Catalog, Progress: r.cfg.Catalog, Logger: r.log,
-	}
-	if repair {
-		cfg.Repair = func(ctx context.Context, key any) error {
-			res, err := r.engine.Converge(ctx, key, shadow.Forward)
-			if err == nil && res.Action == shadow.DeadLettered {
-				err = fmt.Errorf("dead-lettered: %s", res.Reason)
-			}
-			return err
-		}
-	}
-	return verify.Run(ctx, cfg)
-}
 
 // Close drains the shadow writer and the comparer (what they hold is converged or journaled,
 // until ctx ends), then stops Run and waits for it. Call it after the proxy has shut down; the

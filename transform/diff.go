@@ -10,9 +10,41 @@ import (
 // Diff lists the paths at which want (what the new store should hold) and got (what it holds)
 // differ, one line each: "profile.age: want int64 18, got int32 18", "status: missing (want …)",
 // "extra: unexpected …", "tags.2: …" (arrays of equal length are compared element by element).
-// It is empty exactly when Equal(want, got).
+// It is empty exactly when Equal(want, got). It is FieldDiffs, rendered.
 func Diff(want, got bson.D) []string {
-	var out []string
+	fds := FieldDiffs(want, got)
+	if fds == nil {
+		return nil
+	}
+	out := make([]string, len(fds))
+	for i, d := range fds {
+		out[i] = d.String()
+	}
+	return out
+}
+
+// FieldDiff is one path at which two documents differ. WantAbsent means want has no such
+// field (got has one more), GotAbsent that got lacks it.
+type FieldDiff struct {
+	Path                  string
+	Want, Got             any
+	WantAbsent, GotAbsent bool
+}
+
+// String renders the difference as a line of Diff (values included: it is user data).
+func (d FieldDiff) String() string {
+	switch {
+	case d.GotAbsent:
+		return fmt.Sprintf("%s: missing (want %s)", d.Path, render(d.Want))
+	case d.WantAbsent:
+		return fmt.Sprintf("%s: unexpected %s", d.Path, render(d.Got))
+	}
+	return fmt.Sprintf("%s: want %s, got %s", d.Path, render(d.Want), render(d.Got))
+}
+
+// FieldDiffs lists the paths at which want and got differ, as Diff does, with the values.
+func FieldDiffs(want, got bson.D) []FieldDiff {
+	var out []FieldDiff
 	diffDocs("", want, got, &out)
 	return out
 }
@@ -31,7 +63,7 @@ func DiffPaths(diff []string) []string {
 	return out
 }
 
-func diffDocs(prefix string, want, got bson.D, out *[]string) {
+func diffDocs(prefix string, want, got bson.D, out *[]FieldDiff) {
 	index := make(map[string]any, len(got))
 	for _, e := range got {
 		index[e.Key] = e.Value
@@ -41,19 +73,19 @@ func diffDocs(prefix string, want, got bson.D, out *[]string) {
 		seen[e.Key] = true
 		g, ok := index[e.Key]
 		if !ok {
-			*out = append(*out, fmt.Sprintf("%s: missing (want %s)", prefix+e.Key, render(e.Value)))
+			*out = append(*out, FieldDiff{Path: prefix + e.Key, Want: e.Value, GotAbsent: true})
 			continue
 		}
 		diffValues(prefix+e.Key, e.Value, g, out)
 	}
 	for _, e := range got {
 		if !seen[e.Key] {
-			*out = append(*out, fmt.Sprintf("%s: unexpected %s", prefix+e.Key, render(e.Value)))
+			*out = append(*out, FieldDiff{Path: prefix + e.Key, Got: e.Value, WantAbsent: true})
 		}
 	}
 }
 
-func diffValues(path string, want, got any, out *[]string) {
+func diffValues(path string, want, got any, out *[]FieldDiff) {
 	if wd, ok := want.(bson.D); ok {
 		if gd, ok := got.(bson.D); ok {
 			diffDocs(path+".", wd, gd, out)
@@ -69,7 +101,7 @@ func diffValues(path string, want, got any, out *[]string) {
 		}
 	}
 	if !Equal(bson.D{{Key: "v", Value: want}}, bson.D{{Key: "v", Value: got}}) {
-		*out = append(*out, fmt.Sprintf("%s: want %s, got %s", path, render(want), render(got)))
+		*out = append(*out, FieldDiff{Path: path, Want: want, Got: got})
 	}
 }
 

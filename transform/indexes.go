@@ -58,15 +58,20 @@ func (p *parser) indexes(m map[string]entry, target Endpoint) []Index {
 		p.add(e.key, "indexes", ErrInvalidValue, "only for a mongodb target (a DynamoDB table's secondary indexes are not created by tandem)")
 		return nil
 	}
+	return p.indexList(e, "indexes")
+}
+
+// indexList parses a list of indexes at e (the spec's `indexes:`, or verify's).
+func (p *parser) indexList(e entry, list string) []Index {
 	seq := deref(e.val)
 	if seq.Kind != yaml.SequenceNode {
-		p.add(seq, "indexes", ErrInvalidValue, "must be a list of indexes")
+		p.add(seq, list, ErrInvalidValue, "must be a list of indexes")
 		return nil
 	}
 	var out []Index
 	names := map[string]int{}
 	for i, item := range seq.Content {
-		path := fmt.Sprintf("indexes[%d]", i)
+		path := fmt.Sprintf("%s[%d]", list, i)
 		im, ok := p.mapping(item, path, []string{"keys", "name", "unique", "sparse"}, "index field")
 		if !ok {
 			continue
@@ -78,7 +83,7 @@ func (p *parser) indexes(m map[string]entry, target Endpoint) []Index {
 			if !indexNameRE.MatchString(ix.Name) {
 				p.add(n, path+".name", ErrInvalidValue, "index name %q must match %s", ix.Name, indexNameRE)
 			} else if j, dup := names[ix.Name]; dup {
-				p.add(n, path+".name", ErrDuplicateKey, "index name %q is also indexes[%d]'s", ix.Name, j)
+				p.add(n, path+".name", ErrDuplicateKey, "index name %q is also %s[%d]'s", ix.Name, list, j)
 			}
 			names[ix.Name] = i
 		}

@@ -225,7 +225,7 @@ func (p *parser) spec(root *yaml.Node, s *Spec) {
 	}
 	s.Key = p.key(m, root, s.Target)
 	s.Indexes = p.indexes(m, s.Target)
-	s.Verify = p.verify(m)
+	s.Verify = p.verify(m, s.Target)
 	keys := []string{s.Key.Source, s.Key.Target, s.Key.Partition, s.Key.SortAttribute}
 
 	forward, fwdOK := p.steps(m, "forward", root, true, keys)

@@ -73,8 +73,9 @@ type Spec struct {
 	// Indexes are the target collection's secondary indexes (MongoDB targets only), which the
 	// backfill creates with it. Empty when the spec has no indexes section.
 	Indexes []Index
-	// Verify is the optional `verify:` section (verifyspec.go); zero when the spec has none.
-	Verify VerifyConfig
+	// Verify is the verify section (verify.go): invariants, required indexes, settle time,
+	// rates and the mismatch budget, defaults applied when the section is absent.
+	Verify VerifySpec
 	// Version is the first 16 hex digits of the SHA-256 of Redacted(): any edit of the file,
 	// even to a comment, makes a new version, but a new password does not, whether written
 	// in a URI or taken from the environment. Nor does any other change to the environment:

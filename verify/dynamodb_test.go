@@ -4,6 +4,10 @@ import (
 	"context"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -81,4 +85,63 @@ forward:
 	require.NoError(t, err)
 	assert.True(t, sum.Clean, "repaired: %+v", sum)
 	assert.Equal(t, int64(n), sum.Keys)
+}
+
+// TestDynamoDBIndexCheck: the spec's required indexes of a DynamoDB target are global
+// secondary indexes, compared by name and key attributes with the table's (moto).
+func TestDynamoDBIndexCheck(t *testing.T) {
+	moto := testenv.StartMotoT(t)
+	ctx := context.Background()
+	table := testenv.UniqueName("users_gsi")
+	api := moto.DynamoDB()
+	_, err := api.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName:   aws.String(table),
+		BillingMode: types.BillingModePayPerRequest,
+		AttributeDefinitions: []types.AttributeDefinition{
+			{AttributeName: aws.String("pk"), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String("email_domain"), AttributeType: types.ScalarAttributeTypeS},
+		},
+		KeySchema: []types.KeySchemaElement{{AttributeName: aws.String("pk"), KeyType: types.KeyTypeHash}},
+		GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{{
+			IndexName:  aws.String("by_domain"),
+			KeySchema:  []types.KeySchemaElement{{AttributeName: aws.String("email_domain"), KeyType: types.KeyTypeHash}},
+			Projection: &types.Projection{ProjectionType: types.ProjectionTypeAll},
+		}},
+	})
+	require.NoError(t, err)
+	dyn, err := adapters.NewDynamoStore(ctx, table, "pk", adapters.DynamoClient(api))
+	require.NoError(t, err)
+	have, err := dyn.Indexes(ctx)
+	require.NoError(t, err)
+	require.Len(t, have, 2)
+	assert.True(t, have[0].Primary)
+	assert.Equal(t, "pk", have[0].Keys[0].Key)
+	assert.Equal(t, "by_domain", have[1].Name)
+
+	spec, err := transform.Parse("users-dyn.yaml", []byte(`name: users-dyn
+source:
+  mongodb: {uri: "mongodb://unused/", database: d, collection: users}
+target:
+  dynamodb: {table: `+table+`, region: us-east-1}
+key: {source: _id, partition: pk}
+forward:
+  - compute: {path: email_domain, expr: 'doc.email.split("@")[1]'}
+verify:
+  indexes:
+    - {name: by_domain, keys: {email_domain: 1}}
+    - {name: by_age, keys: {age: 1}}
+`))
+	require.NoError(t, err)
+	f := newFixture(t)
+	f.new, f.spec = dyn, spec
+	cfg := f.config()
+	cfg.Indexes = spec.RequiredIndexes()
+	_, err = verify.Run(ctx, cfg)
+	require.NoError(t, err)
+	got := f.found(t)
+	require.Len(t, got, 1)
+	for _, m := range got {
+		assert.Equal(t, catalog.KindIndexMissing, m.Kind)
+		assert.Contains(t, m.Detail, "by_age")
+	}
 }

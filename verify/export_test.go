@@ -18,3 +18,10 @@ func SetAfterRead(c *Config, fn func(p Pass, keys []adapters.Key)) { c.afterRead
 
 // SetBeforeRecheck makes a run call fn with the keys it is about to recheck.
 func SetBeforeRecheck(c *Config, fn func(keys []adapters.Key)) { c.beforeRecheck = fn }
+
+// SetAfterBatch makes a run call fn after each checkpoint of a scan: the crash test's
+// signal that the child is verifying.
+func SetAfterBatch(c *Config, fn func()) { c.afterBatch = fn }
+
+// CompareKeys is compareKeys, for the merge's order test.
+var CompareKeys = compareKeys

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,23 +13,51 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/tandemdb/tandem/adapters"
 	"github.com/tandemdb/tandem/catalog"
+	"github.com/tandemdb/tandem/embedmongo"
 	"github.com/tandemdb/tandem/flags"
-	"github.com/tandemdb/tandem/testenv"
 	"github.com/tandemdb/tandem/transform"
 	"github.com/tandemdb/tandem/verify"
 )
 
 var client *mongo.Client
 
-func TestMain(m *testing.M) { testenv.MongoMain(m, &client) }
+// serverURI is the embedded FerretDB's connection string, for child processes.
+var serverURI string
+
+// TestMain runs the tests against one embedded FerretDB, or, with TANDEM_VERIFY_CHILD set,
+// acts as a verifier process of the crash tests (see child_test.go).
+func TestMain(m *testing.M) {
+	if os.Getenv("TANDEM_VERIFY_CHILD") != "" {
+		os.Exit(childMain())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	srv, err := embedmongo.Start(ctx, embedmongo.Options{})
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting embedded FerretDB:", err)
+		os.Exit(1)
+	}
+	serverURI = srv.URI()
+	if client, err = mongo.Connect(options.Client().ApplyURI(serverURI)); err != nil {
+		srv.Stop()
+		fmt.Fprintln(os.Stderr, "connecting to embedded FerretDB:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = client.Disconnect(context.Background())
+	srv.Stop()
+	os.Exit(code)
+}
 
 const migration = "users-v2"
 
 // fixture is the users-v2 example migration between two FerretDB collections, with a catalog.
 type fixture struct {
+	db       string
 	old, new adapters.Store
 	cat      *catalog.Catalog
 	spec     *transform.Spec
@@ -36,22 +65,36 @@ type fixture struct {
 
 var seq atomic.Int64
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	ctx := context.Background()
-	db := client.Database(fmt.Sprintf("verify_test_%d", seq.Add(1)))
-	t.Cleanup(func() { _ = db.Drop(context.Background()) })
-	cat, err := catalog.Open(ctx, client, catalog.WithDatabase(db.Name()+"_meta"))
+	name := fmt.Sprintf("verify_test_%d_%d", os.Getpid(), seq.Add(1))
+	f, err := openFixture(name)
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = client.Database(db.Name() + "_meta").Drop(context.Background()) })
+	t.Cleanup(func() {
+		_ = client.Database(name).Drop(context.Background())
+		_ = client.Database(name + "_meta").Drop(context.Background())
+	})
+	return f
+}
+
+// openFixture opens the stores and catalog of database db (a child process opens its
+// parent's).
+func openFixture(db string) (*fixture, error) {
+	cat, err := catalog.Open(context.Background(), client, catalog.WithDatabase(db+"_meta"))
+	if err != nil {
+		return nil, err
+	}
 	spec, err := transform.Load("../examples/users-v2.yaml")
-	require.NoError(t, err)
+	if err != nil {
+		return nil, err
+	}
 	return &fixture{
-		old:  adapters.NewMongoStore(db.Collection("users")),
-		new:  adapters.NewMongoStore(db.Collection("users_v2")),
+		db:   db,
+		old:  adapters.NewMongoStore(client.Database(db).Collection("users")),
+		new:  adapters.NewMongoStore(client.Database(db).Collection("users_v2")),
 		cat:  cat,
 		spec: spec,
-	}
+	}, nil
 }
 
 // config is a run over the fixture with small batches, so that every test crosses batches
@@ -59,7 +102,7 @@ func newFixture(t *testing.T) *fixture {
 func (f *fixture) config() verify.Config {
 	return verify.Config{
 		Migration: migration, Old: f.old, New: f.new, Forward: f.spec.Forward,
-		Catalog: f.cat, Progress: f.cat, Partitions: 3, Batch: 7, Concurrency: 2,
+		Catalog: f.cat, Partitions: 3, Batch: 7, Concurrency: 2,
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -15,293 +16,394 @@ import (
 	"github.com/tandemdb/tandem/catalog"
 )
 
-// SourceVerify is the Source of the mismatches a run records.
-const SourceVerify = "verify"
-
-// ProgressPath is the catalog progress path a run adds its counters to ("keys", "mismatches",
-// "errors"), summed over every run and process.
-const ProgressPath = "verify"
-
-// Defaults of Config.
+// The modes of a run (catalog.VerifyRun.Mode).
 const (
-	DefaultPartitions  = 4
-	DefaultBatch       = 500
-	DefaultConcurrency = 2
+	ModeOnce       = "once"
+	ModeContinuous = "continuous"
 )
-
-// ErrInvalidConfig means Run was given a Config that lacks a required field; no run started
-// and no summary was saved.
-var ErrInvalidConfig = errors.New("invalid verification config")
 
 // summaryTimeout bounds the saving of the summary after the run's context has ended.
 const summaryTimeout = 30 * time.Second
 
-// Catalog is where a run records its mismatches and its summary (*catalog.Catalog).
-type Catalog interface {
-	RecordMismatch(ctx context.Context, m catalog.Mismatch) (bson.ObjectID, error)
-	MarkRepaired(ctx context.Context, id bson.ObjectID) error
-	SaveVerifySummary(ctx context.Context, migration string, s catalog.VerifySummary) error
-}
-
-// Progress receives a run's counters after each batch (*catalog.Catalog).
-type Progress interface {
-	AddProgress(ctx context.Context, migration, path string, deltas map[string]int64) error
-}
-
-// Config wires a verification run.
-type Config struct {
-	// Migration names the migration in mismatches, progress and the summary. Required.
-	Migration string
-	// Old and New are the two stores; both are read, neither is written (Repair aside).
-	// Required.
-	Old, New adapters.Store
-	// Forward maps an old document to what the new store should hold (transform.Spec.Forward).
-	// Its result goes through New.Normalize before it is compared. Required.
-	Forward func(bson.D) (bson.D, error)
-	// Catalog records mismatches and the summary. Required.
-	Catalog Catalog
-	// Repair, when set, is called with the key of every confirmed mismatch but the
-	// untransformable ones (which only a spec fix or a change of the document can mend); it
-	// should converge the key forward (shadow.Engine.Converge, mapping a dead letter to an
-	// error). A repaired mismatch still counts: the run is not clean, the next one can be.
-	// Optional; default: report only.
-	Repair func(ctx context.Context, key adapters.Key) error
-	// Progress receives counters after each batch under ProgressPath. Optional; default none.
-	Progress Progress
-	// Partitions is how many parts each store's key space is split into. Optional; default 4.
-	Partitions int
-	// Batch is the most documents read and compared at once. Optional; default 500.
-	Batch int
-	// Concurrency is the number of partitions scanned at once. Optional; default 2.
-	Concurrency int
-	// Rate limits the documents read by the scans of both stores, per second (rechecks are
-	// not limited). Optional; default 0: unlimited.
-	Rate float64
-	// Settle is how long to wait before rechecking the differences of a batch, so that a
-	// converge still queued (async shadow writes, change streams) lands first. Optional;
-	// default 0: recheck at once, right when writes converge before the client's reply. In
-	// the shadow phase, set it to the expected converge lag, or documents written during the
-	// run show up as mismatches.
-	Settle time.Duration
-	// Logger receives a line per mismatch and per error. Optional; default: discarded.
-	Logger *slog.Logger
-
-	// afterRead and beforeRecheck are test hooks (export_test.go).
-	afterRead     func(p pass, keys []adapters.Key)
-	beforeRecheck func(keys []adapters.Key)
-}
-
-func (c Config) check() error {
-	var missing []string
-	if c.Migration == "" {
-		missing = append(missing, "Migration")
-	}
-	if c.Old == nil {
-		missing = append(missing, "Old")
-	}
-	if c.New == nil {
-		missing = append(missing, "New")
-	}
-	if c.Forward == nil {
-		missing = append(missing, "Forward")
-	}
-	if c.Catalog == nil {
-		missing = append(missing, "Catalog")
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("%w: missing %v", ErrInvalidConfig, missing)
-	}
-	if c.Rate < 0 {
-		return fmt.Errorf("%w: negative Rate %v", ErrInvalidConfig, c.Rate)
-	}
-	return nil
-}
-
-func (c Config) withDefaults() Config {
-	if c.Partitions <= 0 {
-		c.Partitions = DefaultPartitions
-	}
-	if c.Batch <= 0 {
-		c.Batch = DefaultBatch
-	}
-	if c.Concurrency <= 0 {
-		c.Concurrency = DefaultConcurrency
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
-	return c
-}
+// maxSamples is how many lines VerifySummary.Samples keeps.
+const maxSamples = 20
 
 // Run verifies that the new store holds the forward transform of every document of the old
-// store, and nothing else, and saves the summary to the catalog (see the package doc). The
-// summary is saved also when the run ends early (ctx cancelled, a store failing): it is then
-// not clean, and Run returns the error that ended it. Only an invalid Config saves nothing.
+// store, and nothing else (see the package doc). It joins the migration's newest unfinished
+// run of mode once, or starts one, works on its tasks with other processes until every
+// generation is done, and saves the summary, which it returns. It also saves the summary when
+// it ends early (ctx cancelled, a store failing more than Retries times): the summary is then
+// not clean, Run returns the error, and the run stays unfinished for the next Run to resume.
+// Only an invalid Config saves nothing.
 func Run(ctx context.Context, cfg Config) (catalog.VerifySummary, error) {
 	if err := cfg.check(); err != nil {
 		return catalog.VerifySummary{}, err
 	}
-	r := newRun(cfg.withDefaults())
+	v := newVerifier(cfg.withDefaults(), ModeOnce)
 	started := time.Now().UTC()
-	r.log.Info("verification started")
-	err := r.verify(ctx)
-	sum := r.summary(started, time.Now().UTC(), err)
+	v.log.Info("verification started")
+	run, err := v.joinOrStart(ctx, ModeOnce)
+	if err == nil {
+		err = v.work(ctx, run)
+	}
+	sum := v.summary(context.WithoutCancel(ctx), run, started, err)
 	saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), summaryTimeout)
 	defer cancel()
 	if serr := cfg.Catalog.SaveVerifySummary(saveCtx, cfg.Migration, sum); serr != nil {
 		err = errors.Join(err, fmt.Errorf("verify %s: saving the summary: %w", cfg.Migration, serr))
 	}
-	r.log.Info("verification finished", "clean", sum.Clean, "keys", sum.Keys,
+	v.log.Info("verification finished", "run", run.RunID, "clean", sum.Clean, "keys", sum.Keys,
 		"mismatches", sum.Mismatches, "errors", sum.Errors, "rechecked", sum.Rechecked, "repaired", sum.Repaired, "err", err)
 	return sum, err
 }
 
-// pass says which store a scan reads: the old one (every key compared) or the new one (keys
-// the old store lacks).
-type pass string
-
-const (
-	passOld pass = "old"
-	passNew pass = "new"
-)
-
-type task struct {
-	pass pass
-	part adapters.Partition
-}
-
-// maxSamples is how many lines VerifySummary.Samples keeps.
-const maxSamples = 20
-
-// run is the state of one Run.
-type run struct {
+// verifier is one process's part in a run.
+type verifier struct {
 	cfg     Config
+	mode    string
 	log     *slog.Logger
 	limiter *rate.Limiter // nil: unlimited
+	repairs *rate.Limiter
 
-	mu        sync.Mutex
-	sum       catalog.VerifySummary // counters only
-	confirmed map[string]bool       // KeyString of every key recorded, so no key counts twice
+	holding sync.Map // task id → true, the tasks this process holds
+
+	rechecked, repaired, repairFailed, keyErrors atomic.Int64
 }
 
-func newRun(cfg Config) *run {
-	r := &run{cfg: cfg, log: cfg.Logger.With("migration", cfg.Migration), confirmed: map[string]bool{}}
+func newVerifier(cfg Config, mode string) *verifier {
+	v := &verifier{cfg: cfg, mode: mode, log: cfg.Logger.With("migration", cfg.Migration),
+		repairs: rate.NewLimiter(rate.Limit(cfg.RepairRate), 1)}
 	if cfg.Rate > 0 {
-		r.limiter = rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Batch)
+		v.limiter = rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Batch)
 	}
-	return r
+	return v
 }
 
-// verify scans every partition of both stores with Concurrency workers; the first error
-// stops the others.
-func (r *run) verify(ctx context.Context) error {
+// joinOrStart returns the newest unfinished run (of mode once for Run; of any mode for the
+// continuous path), or starts the next one.
+func (v *verifier) joinOrStart(ctx context.Context, mode string) (catalog.VerifyRun, error) {
+	cat := v.cfg.Catalog
+	for attempt := 0; ; attempt++ {
+		latest, err := cat.LatestVerifyRun(ctx, v.cfg.Migration)
+		var seq int64 = 1
+		switch {
+		case err == nil && latest.Finished.IsZero() && (mode == ModeContinuous || latest.Mode == mode):
+			v.log.Info("joining verification run", "run", latest.RunID, "mode", latest.Mode)
+			return latest, nil
+		case err == nil:
+			seq = latest.Seq + 1
+		case !errors.Is(err, catalog.ErrNotFound):
+			return latest, fmt.Errorf("verify %s: reading the newest run: %w", v.cfg.Migration, err)
+		}
+		total, err := v.cfg.Old.EstimateCount(ctx)
+		if err != nil {
+			return catalog.VerifyRun{}, fmt.Errorf("verify %s: counting the old store: %w", v.cfg.Migration, err)
+		}
+		run, created, err := cat.StartVerifyRun(ctx, catalog.VerifyRun{
+			Migration: v.cfg.Migration, Seq: seq, SpecVersion: v.cfg.SpecVersion, Mode: mode,
+			Started: time.Now().UTC(), Total: total, Settle: v.cfg.Settle, CreatedBy: v.cfg.Owner,
+			MismatchBudget: v.cfg.MismatchBudget, MaxBacklog: v.cfg.MaxBacklog,
+		})
+		if err != nil {
+			return run, fmt.Errorf("verify %s: starting run %d: %w", v.cfg.Migration, seq, err)
+		}
+		if created || (run.Finished.IsZero() && (mode == ModeContinuous || run.Mode == mode)) || attempt >= 5 {
+			return run, nil
+		}
+	}
+}
+
+// work runs Concurrency workers on the run until it is finished (once) or ctx ends; the
+// first error that a worker cannot get past stops the others.
+func (v *verifier) work(ctx context.Context, run catalog.VerifyRun) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	oldParts, err := r.cfg.Old.Partitions(ctx, r.cfg.Partitions)
-	if err != nil {
-		return fmt.Errorf("verify %s: partitioning the old store: %w", r.cfg.Migration, err)
-	}
-	newParts, err := r.cfg.New.Partitions(ctx, r.cfg.Partitions)
-	if err != nil {
-		return fmt.Errorf("verify %s: partitioning the new store: %w", r.cfg.Migration, err)
-	}
-	tasks := make(chan task, len(oldParts)+len(newParts))
-	for _, p := range oldParts {
-		tasks <- task{passOld, p}
-	}
-	for _, p := range newParts {
-		tasks <- task{passNew, p}
-	}
-	close(tasks)
 	var wg sync.WaitGroup
-	for range r.cfg.Concurrency {
+	for i := range v.cfg.Concurrency {
 		wg.Go(func() {
-			for t := range tasks {
-				if ctx.Err() != nil {
-					return
-				}
-				if err := r.scan(ctx, t); err != nil {
-					cancel(err)
-					return
-				}
+			if err := v.worker(ctx, run, i); err != nil {
+				cancel(err)
 			}
 		})
 	}
 	wg.Wait()
-	if err := context.Cause(ctx); err != nil {
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, errRunFinished) {
 		return err
 	}
 	return nil
 }
 
-// scan checks one partition of one store, batch by batch.
-func (r *run) scan(ctx context.Context, t task) error {
-	store, check := r.cfg.Old, r.checkOld
-	if t.pass == passNew {
-		store, check = r.cfg.New, r.checkNew
-	}
-	err := store.Scan(ctx, t.part, adapters.ScanOptions{Batch: r.cfg.Batch}, func(docs []bson.D) error {
-		if err := r.wait(ctx, len(docs)); err != nil {
-			return err
+// errRunFinished stops the other workers once one saw the run finish.
+var errRunFinished = errors.New("verification run finished")
+
+// worker claims and works on tasks of the run's newest generation; when every task is done it
+// makes the next generation (or finishes the run). Waiting and claiming are decided from the
+// catalog each time, never from memory, so a restarted process picks up where its tasks were.
+func (v *verifier) worker(ctx context.Context, run catalog.VerifyRun, id int) error {
+	failures := 0
+	for ctx.Err() == nil {
+		gen, err := v.currentGeneration(ctx, run)
+		if err != nil {
+			if failures++; failures > v.cfg.Retries {
+				return err
+			}
+			v.log.Warn("reading the verification generation", "err", err)
+			sleep(ctx, v.backoff(failures))
+			continue
 		}
-		return check(ctx, docs)
-	})
+		h, state, err := v.claim(ctx, run, gen, id)
+		switch {
+		case err != nil:
+			if failures++; failures > v.cfg.Retries {
+				return err
+			}
+			v.log.Warn("claiming a verification task", "err", err)
+			sleep(ctx, v.backoff(failures))
+		case h != nil:
+			if err := v.process(ctx, run, h); err != nil && !errors.Is(err, errLeaseLost) {
+				if ctx.Err() != nil {
+					// Let the task go at once, so that the next process need not wait for the
+					// lease to expire; its checkpoint stays.
+					rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+					v.release(rctx, h, "interrupted: "+context.Cause(ctx).Error())
+					cancel()
+					return ctx.Err()
+				}
+				v.noteError(ctx, run, h, err)
+				if failures++; failures > v.cfg.Retries {
+					return fmt.Errorf("verify %s: task %s: %w", v.cfg.Migration, h.task.ID, err)
+				}
+				sleep(ctx, v.backoff(failures))
+				continue
+			}
+			failures = 0
+		case state == genDone:
+			finished, err := v.advance(ctx, run, gen)
+			if err != nil {
+				if failures++; failures > v.cfg.Retries {
+					return err
+				}
+				v.log.Warn("starting the next verification generation", "err", err)
+				sleep(ctx, v.backoff(failures))
+				continue
+			}
+			if finished {
+				return errRunFinished
+			}
+		default: // every task left is held by a live lease
+			sleep(ctx, v.cfg.Poll)
+		}
+	}
+	return ctx.Err()
+}
+
+func (v *verifier) backoff(failures int) time.Duration {
+	return min(time.Duration(failures)*500*time.Millisecond, 5*time.Second)
+}
+
+// currentGeneration returns the run's newest generation, making generation 0 (the full
+// pass's partitions) if the run has none.
+func (v *verifier) currentGeneration(ctx context.Context, run catalog.VerifyRun) (catalog.VerifyGeneration, error) {
+	gens, err := v.cfg.Catalog.VerifyGenerations(ctx, run.Migration, run.RunID)
 	if err != nil {
-		return fmt.Errorf("verify %s: scanning the %s store: %w", r.cfg.Migration, t.pass, err)
+		return catalog.VerifyGeneration{}, err
 	}
-	return nil
+	if len(gens) > 0 {
+		return gens[len(gens)-1], nil
+	}
+	tasks, err := v.planFullPass(ctx)
+	if err != nil {
+		return catalog.VerifyGeneration{}, err
+	}
+	g, _, err := v.cfg.Catalog.CreateVerifyGeneration(ctx, catalog.VerifyGeneration{
+		Migration: run.Migration, RunID: run.RunID, Generation: 0, Kind: catalog.GenerationFull,
+		Maker: makerID(), Started: time.Now().UTC(),
+	}, tasks)
+	return g, err
 }
 
-// wait takes n documents from the rate limiter.
-func (r *run) wait(ctx context.Context, n int) error {
-	if r.limiter == nil {
-		return nil
+// makerID is a fresh id for the tasks a process builds for one generation.
+func makerID() string { return bson.NewObjectID().Hex() }
+
+// merging says whether the full pass merges two ordered scans: both stores MongoDB
+// collections keyed by _id, so that both scans return the same keys in the same order.
+func (v *verifier) merging() bool {
+	if v.cfg.NoMerge {
+		return false
 	}
-	for n > 0 {
-		k := min(n, r.limiter.Burst())
-		if err := r.limiter.WaitN(ctx, k); err != nil {
-			return err
+	o, ok1 := v.cfg.Old.(*adapters.MongoStore)
+	n, ok2 := v.cfg.New.(*adapters.MongoStore)
+	return ok1 && ok2 && o.KeyField() == "_id" && n.KeyField() == "_id"
+}
+
+// planFullPass splits the stores into the full pass's tasks: merged key ranges, or the old
+// store's partitions (compared by look-up) and the new store's (looking for extra keys).
+func (v *verifier) planFullPass(ctx context.Context) ([]catalog.VerifyTask, error) {
+	oldParts, err := v.cfg.Old.Partitions(ctx, v.cfg.Partitions)
+	if err != nil {
+		return nil, fmt.Errorf("verify %s: partitioning the old store: %w", v.cfg.Migration, err)
+	}
+	if v.merging() {
+		return partitionTasks(catalog.StoreBoth, oldParts), nil
+	}
+	newParts, err := v.cfg.New.Partitions(ctx, v.cfg.Partitions)
+	if err != nil {
+		return nil, fmt.Errorf("verify %s: partitioning the new store: %w", v.cfg.Migration, err)
+	}
+	return append(partitionTasks(catalog.StoreOld, oldParts), partitionTasks(catalog.StoreNew, newParts)...), nil
+}
+
+func partitionTasks(store string, ps []adapters.Partition) []catalog.VerifyTask {
+	out := make([]catalog.VerifyTask, len(ps))
+	for i, p := range ps {
+		out[i] = catalog.VerifyTask{Store: store, Min: p.Min, Max: p.Max, Segment: p.Segment, Segments: p.Segments}
+	}
+	return out
+}
+
+func partitionOf(t catalog.VerifyTask) adapters.Partition {
+	return adapters.Partition{Min: t.Min, Max: t.Max, Segment: t.Segment, Segments: t.Segments}
+}
+
+// advance is called when every task of gen is done: it records the generation's end and the
+// index check, then makes the next generation from the keys left to recheck. finished is
+// true when a run of mode once has nothing left (the run is then marked finished); a
+// continuous run waits for changed keys instead, and reports true only once a newer run has
+// started (a tandem verify), which the continuous path then joins.
+func (v *verifier) advance(ctx context.Context, run catalog.VerifyRun, gen catalog.VerifyGeneration) (finished bool, err error) {
+	cat := v.cfg.Catalog
+	if gen.Finished.IsZero() {
+		if err := cat.FinishVerifyGeneration(ctx, gen, time.Now().UTC()); err != nil {
+			return false, err
 		}
-		n -= k
+		if err := v.checkIndexes(ctx, run, gen.Generation); err != nil {
+			v.log.Warn("checking the new store's indexes", "err", err)
+		}
+		v.recordDrift(ctx, run)
 	}
-	return nil
+	if v.mode == ModeContinuous && gen.Generation > 0 && time.Since(gen.Started) < v.cfg.RecheckEvery {
+		return v.idle(ctx, run)
+	}
+	keys, err := v.recheckKeys(ctx, run, gen)
+	if err != nil {
+		return false, err
+	}
+	if len(keys) == 0 || gen.Generation >= int64(v.cfg.MaxGenerations) && v.mode == ModeOnce {
+		if v.mode == ModeContinuous {
+			return v.idle(ctx, run)
+		}
+		if len(keys) > 0 {
+			v.log.Warn("verification stops rechecking: generation limit reached", "generation", gen.Generation, "keys", len(keys))
+		}
+		if err := cat.FinishVerifyRun(ctx, run.Migration, run.RunID, time.Now().UTC()); err != nil {
+			return false, err
+		}
+		v.recordDrift(ctx, run)
+		return true, nil
+	}
+	var tasks []catalog.VerifyTask
+	for start := 0; start < len(keys); start += v.cfg.Batch {
+		tasks = append(tasks, catalog.VerifyTask{Store: catalog.StoreRecheck, Keys: keys[start:min(start+v.cfg.Batch, len(keys))]})
+	}
+	next, created, err := cat.CreateVerifyGeneration(ctx, catalog.VerifyGeneration{
+		Migration: run.Migration, RunID: run.RunID, Generation: gen.Generation + 1, Kind: catalog.GenerationRecheck,
+		Maker: makerID(), Keys: int64(len(keys)), Started: time.Now().UTC(),
+	}, tasks)
+	if err == nil && created {
+		v.log.Info("verification generation started", "generation", next.Generation, "keys", len(keys))
+	}
+	return false, err
 }
 
-// summary puts the counters together; err is what ended the run early, nil if it completed.
-func (r *run) summary(started, finished time.Time, err error) catalog.VerifySummary {
-	r.mu.Lock()
-	s := r.sum
-	s.Samples = append([]string(nil), r.sum.Samples...)
-	r.mu.Unlock()
-	s.Started, s.Finished = started, finished
+// recheckKeys are the keys the generation after gen compares: the mismatches still pending,
+// the confirmed ones repaired since they were last compared, and the keys that changed
+// since gen started.
+func (v *verifier) recheckKeys(ctx context.Context, run catalog.VerifyRun, gen catalog.VerifyGeneration) ([]any, error) {
+	open, err := v.cfg.Catalog.OpenVerifyMismatches(ctx, run.Migration, run.RunID, catalog.MismatchPending, catalog.MismatchConfirmed)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var keys []any
+	add := func(k any) {
+		ks := adapters.KeyString(k)
+		if !seen[ks] {
+			seen[ks] = true
+			keys = append(keys, k)
+		}
+	}
+	for _, m := range open {
+		if m.Kind == catalog.KindIndexMissing {
+			continue // checked at every generation's end
+		}
+		if m.State == catalog.MismatchPending || (!m.Repaired.IsZero() && m.Repaired.After(m.LastSeen)) {
+			add(m.Key)
+		}
+	}
+	if v.cfg.Changes != nil {
+		changed, err := v.cfg.Changes.ChangedSince(ctx, gen.Started, 100*v.cfg.Batch)
+		if err != nil {
+			return nil, fmt.Errorf("reading the keys changed since %s: %w", gen.Started.Format(time.RFC3339), err)
+		}
+		for _, k := range changed {
+			add(k)
+		}
+	}
+	return keys, nil
+}
+
+// noteError records in the task's lease and in the run what stopped the task, and releases
+// the task so that any process may take it up again.
+func (v *verifier) noteError(ctx context.Context, run catalog.VerifyRun, h *held, err error) {
+	v.log.Warn("verification task failed; it will be taken up again", "task", h.task.ID, "err", err)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	msg := err.Error()
+	if serr := v.cfg.Catalog.NoteVerifyError(ctx, run.Migration, run.RunID, msg); serr != nil {
+		v.log.Warn("recording a verification error", "err", serr)
+	}
+	v.release(ctx, h, msg)
+}
+
+// summary puts the run's state together as the summary the legacy gate and tandem verify
+// read; err is what ended this process's part early, nil if the run finished.
+func (v *verifier) summary(ctx context.Context, run catalog.VerifyRun, started time.Time, err error) catalog.VerifySummary {
+	s := catalog.VerifySummary{Started: started, Finished: time.Now().UTC(),
+		Rechecked: v.rechecked.Load(), Repaired: v.repaired.Load(), RepairFailed: v.repairFailed.Load()}
 	if err != nil {
 		s.Aborted = err.Error()
 	}
-	s.Clean = err == nil && s.Mismatches == 0 && s.Errors == 0
+	if run.RunID == "" {
+		return s
+	}
+	ctx, cancel := context.WithTimeout(ctx, summaryTimeout)
+	defer cancel()
+	st, serr := v.cfg.Catalog.VerifyRunState(ctx, run)
+	if serr != nil {
+		s.Aborted = errors.Join(err, serr).Error()
+		return s
+	}
+	f := st.FoundTotal
+	s.Keys = st.Compared
+	s.Missing, s.Extra, s.Differing, s.Untransformable = f.Missing, f.Extra, f.Differing, f.Untransformable
+	s.Mismatches = f.Total() + st.Pending
+	s.Errors = f.Untransformable + v.keyErrors.Load()
+	mm, _ := v.cfg.Catalog.VerifyMismatches(ctx, run.Migration, catalog.VerifyMismatchQuery{RunID: run.RunID,
+		States: []string{catalog.MismatchConfirmed, catalog.MismatchPending, catalog.MismatchResolved}, Limit: maxSamples})
+	for _, m := range mm {
+		if m.ConfirmedOnce || m.State != catalog.MismatchResolved {
+			s.Samples = append(s.Samples, m.KeyString+": "+m.Detail)
+		}
+	}
+	s.Clean = err == nil && st.FullPassDone && s.Mismatches == 0 && s.Errors == 0 && len(st.Uncovered) == 0
 	return s
 }
 
-// count adds a batch's keys and errors to the summary (confirm counts mismatches) and reports
-// the batch's tally as progress.
-func (r *run) count(ctx context.Context, t tally) {
-	r.mu.Lock()
-	r.sum.Keys += t.keys
-	r.sum.Errors += t.keyErrors
-	r.mu.Unlock()
-	if r.cfg.Progress == nil || t == (tally{}) {
-		return
-	}
-	deltas := map[string]int64{"keys": t.keys, "mismatches": t.mismatches, "errors": t.keyErrors + t.untransformable}
-	if err := r.cfg.Progress.AddProgress(ctx, r.cfg.Migration, ProgressPath, deltas); err != nil {
-		r.log.Warn("reporting verification progress failed", "err", err)
-	}
-}
-
-// sample keeps line among the first maxSamples.
-func (r *run) sample(line string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.sum.Samples) < maxSamples {
-		r.sum.Samples = append(r.sum.Samples, line)
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
 	}
 }

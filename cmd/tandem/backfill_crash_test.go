@@ -103,7 +103,7 @@ func TestBackfillRunSurvivesSIGKILL(t *testing.T) {
 	require.NoError(t, err)
 	old := adapters.NewMongoStore(client.Database("crash").Collection("users"))
 	target := adapters.NewMongoStore(client.Database("crash").Collection("users_v2"))
-	sum, err := verify.Run(ctx, verify.Config{Migration: spec.Name, Old: old, New: target, Forward: spec.Forward, Catalog: cat, Progress: cat})
+	sum, err := verify.Run(ctx, verify.Config{Migration: spec.Name, Old: old, New: target, Forward: spec.Forward, Catalog: cat})
 	require.NoError(t, err)
 	assert.True(t, sum.Clean, "nothing missing, extra or different: %+v", sum)
 	assert.Equal(t, int64(n), sum.Keys)

@@ -29,6 +29,7 @@ import (
 	"github.com/tandemdb/tandem/proxy"
 	"github.com/tandemdb/tandem/shadow"
 	"github.com/tandemdb/tandem/transform"
+	"github.com/tandemdb/tandem/verify"
 )
 
 // migrationOptions are the flags of `tandem proxy` that make it take part in migrations.
@@ -54,6 +55,8 @@ type migrationOptions struct {
 	readSettle      time.Duration
 	preReadLimit    int
 	gates           flags.GateConfig
+	verifyLive      bool // run continuous verification as each runner's verify path
+	verifyRepair    bool // with verifyLive: converge confirmed mismatches
 	autoRollback    bool
 	watchdog        flags.WatchdogConfig
 
@@ -95,6 +98,9 @@ func (o *migrationOptions) addFlags(cmd *cobra.Command, demo bool) {
 	f.IntVar(&o.preReadLimit, "pre-read-limit", 10000, "most keys an unkeyed write converges in dual and cutover (more: left to the journal)")
 	f.DurationVar(&o.gates.VerifyMaxAge, "gate-verify-max-age", flags.DefaultVerifyMaxAge, "cutover gate: the newest clean verification may be this old")
 	f.DurationVar(&o.gates.MaxLag, "gate-max-lag", flags.DefaultMaxLag, "cutover gate: the largest change lag")
+	f.Int64Var(&o.gates.VerifyMaxBacklog, "gate-verify-max-backlog", flags.DefaultMaxBacklog, "cutover gate: the most keys waiting for a verification recheck, for a spec without verify.max_backlog")
+	f.BoolVar(&o.verifyLive, "verify-continuous", false, "verify continuously in the shadow, dual and cutover phases: a full pass, then rechecks of changed keys and a rolling sample (the spec's verify section)")
+	f.BoolVar(&o.verifyRepair, "verify-repair", false, "with --verify-continuous: converge every confirmed mismatch")
 	f.DurationVar(&o.gates.LagFreshness, "gate-lag-freshness", flags.DefaultLagFreshness, "cutover gate: lag records older than this do not count")
 	f.BoolVar(&o.autoRollback, "auto-rollback", true, "roll back automatically when the shadow-read mismatch rate or the new store's error rate crosses its threshold (dual and cutover)")
 	f.Float64Var(&o.watchdog.MismatchRate, "auto-rollback-mismatch-rate", flags.DefaultMismatchRate, "shadow-read mismatch rate that triggers a rollback (0.05 = 5%)")
@@ -142,6 +148,10 @@ func (o *migrationOptions) validate() error {
 		return usagef("--pre-read-limit %d: must be 0 or more", o.preReadLimit)
 	case o.gates.VerifyMaxAge <= 0 || o.gates.MaxLag <= 0 || o.gates.LagFreshness <= 0:
 		return usagef("--gate-verify-max-age, --gate-max-lag and --gate-lag-freshness must be more than 0")
+	case o.gates.VerifyMaxBacklog < 1:
+		return usagef("--gate-verify-max-backlog %d: must be 1 or more", o.gates.VerifyMaxBacklog)
+	case o.verifyRepair && !o.verifyLive:
+		return usagef("--verify-repair repairs what --verify-continuous finds: pass both")
 	case o.watchdog.MismatchRate > 1 || o.watchdog.ErrorRate > 1:
 		return usagef("--auto-rollback-mismatch-rate and --auto-rollback-error-rate are shares: at most 1 (negative turns a check off)")
 	case o.watchdog.Window <= 0:
@@ -205,6 +215,7 @@ type migrationStack struct {
 	evaluator  *flags.Evaluator
 	bfMetrics  *backfill.Metrics  // created by the first backfill path
 	cdcMetrics *cdc.TailerMetrics // created by the first change-capture path
+	vMetrics   *verify.Metrics    // the verifier's, one per process
 }
 
 // startMigrations builds and starts everything the proxy needs for the migrations in o: the
@@ -353,6 +364,7 @@ func (ms *migrationStack) addRunners(ctx context.Context, o *migrationOptions, s
 	defer cancel()
 	who := fmt.Sprintf("tandem proxy %s", processName())
 	shadowMetrics := shadow.NewMetrics(reg)
+	ms.vMetrics = verify.NewMetrics(reg)
 	var routes []*proxy.Migration
 	for _, spec := range specs {
 		if spec.Source.Kind != transform.StoreMongoDB || spec.Key.Source != "_id" {
@@ -382,6 +394,11 @@ func (ms *migrationStack) addRunners(ctx context.Context, o *migrationOptions, s
 		}
 		if o.backfill != nil {
 			if err := ms.addBackfill(openCtx, o, r, reg, log); err != nil {
+				return err
+			}
+		}
+		if o.verifyLive {
+			if err := r.AddVerifyPath(o.verifyRepair); err != nil {
 				return err
 			}
 		}
@@ -429,7 +446,7 @@ func (o *migrationOptions) runnerConfig(spec *transform.Spec, oldClient *mongo.C
 		Catalog: ms.catalog, Journal: journal, Flags: ms.evaluator, Tenant: o.tenant, Manager: ms.manager,
 		Metrics: metrics, Logger: log,
 		Workers: o.shadowWorkers, QueueDepth: o.shadowQueue, ConvergeTimeout: o.convergeTimeout,
-		ReadSettle: o.readSettle, PreReadLimit: o.preReadLimit,
+		ReadSettle: o.readSettle, PreReadLimit: o.preReadLimit, VerifyMetrics: ms.vMetrics,
 	}
 	if o.autoRollback {
 		wcfg := o.watchdog

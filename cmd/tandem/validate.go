@@ -103,6 +103,12 @@ func describeSpec(w io.Writer, s *transform.Spec) {
 	for _, st := range s.ReverseSteps() {
 		fmt.Fprintf(w, "    [%d] %s %s\n", st.Index, st.Kind, st.Summary)
 	}
+	v := s.Verify
+	fmt.Fprintf(w, "  verify: settle %s, mismatch budget %d, backlog limit %d, %d required index(es)\n",
+		v.Settle, v.MismatchBudget, v.MaxBacklog, len(s.RequiredIndexes()))
+	for _, iv := range v.Invariants {
+		fmt.Fprintf(w, "    invariant %s (line %d): %s\n", iv.Name, iv.Line, iv.Expr)
+	}
 }
 
 // sampleRoundTrip reads n source documents and checks each one's round trip.

@@ -130,3 +130,30 @@ forward:
 	assert.Contains(t, out, "conflict.yaml:8:")
 	assert.Contains(t, out, "forward[1].set.path: path conflict: forward[0] moved email away")
 }
+
+// TestValidateNamesTheInvariantThatDoesNotCompile: the verify section is checked with the
+// rest of the spec: an invariant that does not compile and a mismatch budget that is not a
+// number are each named with their line.
+func TestValidateNamesTheInvariantThatDoesNotCompile(t *testing.T) {
+	spec := filepath.Join(t.TempDir(), "verify.yaml")
+	require.NoError(t, os.WriteFile(spec, []byte(`name: v
+source:
+  mongodb: {uri: "mongodb://127.0.0.1:1/", database: d, collection: c}
+target:
+  mongodb: {uri: "mongodb://127.0.0.1:1/", database: d, collection: c2}
+forward:
+  - rename: {from: a, to: b}
+verify:
+  mismatch_budget: a few
+  invariants:
+    - name: fine
+      expr: 'doc.b != ""'
+    - name: broken
+      expr: 'doc.b.startsWith('
+`), 0o600))
+	out, err := runTandem(t, "validate", spec)
+	require.ErrorIs(t, err, errProblems)
+	assert.Contains(t, out, `verify.yaml:9:20: verify.mismatch_budget: must be a whole number (a count of confirmed mismatches) of 0 or more; got "a few"`)
+	assert.Contains(t, out, "verify.yaml:14:13: verify.invariants[1].expr: invariant broken: CEL expression failed")
+	assert.NotContains(t, out, "invariants[0]")
+}
