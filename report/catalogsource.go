@@ -67,8 +67,13 @@ func (s CatalogSource) Migration(ctx context.Context, name string) (MigrationSta
 	}, nil
 }
 
-// Verification reads the newest verification summary, and the runs before it for the drift.
+// Verification reads the newest verification run's state (verifystate.go) or, for a migration
+// verified before runs existed, the newest verification summary and the ones before it for the
+// drift.
 func (s CatalogSource) Verification(ctx context.Context, name string) (Verification, error) {
+	if v, ok, err := s.runVerification(ctx, name); err != nil || ok {
+		return v, err
+	}
 	runs := s.DriftRuns
 	if runs <= 0 {
 		runs = 200
