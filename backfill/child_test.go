@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -67,8 +68,15 @@ func waitExit(cmd *exec.Cmd, d time.Duration) error {
 	case err := <-done:
 		return err
 	case <-time.After(d):
-		_ = cmd.Process.Kill()
-		<-done
+		// SIGQUIT first: the Go runtime prints every goroutine's stack into the output, which
+		// says where a hung child was.
+		_ = cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
 		return fmt.Errorf("did not exit within %s", d)
 	}
 }

@@ -278,5 +278,5 @@ func TestValidateRefusesABudgetThatIsNotANumber(t *testing.T) {
 	lines := strings.Count(string(data), "\n") + 1
 	out, status, _ := tandemCLI(t, "validate", path)
 	assert.NotEqual(t, exitOK, status)
-	assert.Regexp(t, regexp.QuoteMeta(path)+`:`+strconv.Itoa(lines)+`:\d+: verify.mismatch_budget: .*"lots" is not a number`, out)
+	assert.Regexp(t, regexp.QuoteMeta(path)+`:`+strconv.Itoa(lines)+`:\d+: verify.mismatch_budget: must be a whole number.*; got "lots"`, out)
 }
