@@ -67,7 +67,7 @@ func TestSurvivesKills(t *testing.T) {
 		require.NoError(t, err)
 		err = waitExit(cmd, 5*time.Minute)
 		if err != nil && attempt < 6 && sqliteQuirk(out.String()) {
-			t.Logf("last run, attempt %d: the test server's SQLite failed a statement; again", attempt)
+			t.Logf("last run, attempt %d: the test server's SQLite failed a statement; again. Its output's end:\n%s", attempt, tail(out.String(), 4000))
 			time.Sleep(3 * time.Second)
 			continue
 		}
@@ -120,6 +120,14 @@ func TestTwoProcessesOneKilled(t *testing.T) {
 // the backfill.
 func sqliteQuirk(out string) bool {
 	return strings.Contains(out, "database is locked") || strings.Contains(out, "interrupted (9)")
+}
+
+// tail is the last n bytes of s.
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
 }
 
 // copiedSoFar is the documents the backfill has checkpointed, -1 before it has a plan.
