@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -83,7 +84,8 @@ func BenchmarkFullPassMemory(b *testing.B) {
 }
 
 // watchHeap samples HeapInuse every 50ms until the returned function is called, which returns
-// the highest value seen.
+// the highest value seen. With TANDEM_BENCH_HEAPPROF=FILE it writes a heap profile to FILE at
+// each new peak above 60 MiB, to see whose memory it is.
 func watchHeap() func() uint64 {
 	var mu sync.Mutex
 	var top uint64
@@ -96,6 +98,12 @@ func watchHeap() func() uint64 {
 		for {
 			runtime.ReadMemStats(&m)
 			mu.Lock()
+			if path := os.Getenv("TANDEM_BENCH_HEAPPROF"); path != "" && m.HeapInuse > top && m.HeapInuse > 60<<20 {
+				if f, err := os.Create(path); err == nil {
+					_ = pprof.WriteHeapProfile(f)
+					_ = f.Close()
+				}
+			}
 			top = max(top, m.HeapInuse)
 			mu.Unlock()
 			select {
