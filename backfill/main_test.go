@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"sort"
 	"sync/atomic"
@@ -33,8 +34,14 @@ func TestMain(m *testing.M) {
 	if os.Getenv("TANDEM_BACKFILL_CHILD") != "" {
 		os.Exit(childMain())
 	}
+	dir, err := os.MkdirTemp("", "tandem-backfill-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "making the test server's folder:", err)
+		os.Exit(1)
+	}
+	defer os.RemoveAll(dir)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	srv, err := embedmongo.Start(ctx, embedmongo.Options{})
+	srv, err = embedmongo.Start(ctx, embedmongo.Options{Dir: dir})
 	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting embedded FerretDB:", err)
@@ -52,7 +59,33 @@ func TestMain(m *testing.M) {
 		motoServer.Stop()
 	}
 	srv.Stop()
+	_ = os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// srv is the package's test server.
+var srv *embedmongo.Server
+
+// restartServer stops the test server and starts it again on the same folder and address, so
+// that the clients reconnect to it. The crash tests call it after a kill: FerretDB's SQLite can
+// keep a killed client's write lock (then every later write answers "database is locked" for
+// minutes), and a restart closes every SQLite connection. The data stays.
+func restartServer(t *testing.T) {
+	t.Helper()
+	u, err := url.Parse(srv.URI())
+	require.NoError(t, err)
+	dir := srv.Dir()
+	srv.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		srv, err = embedmongo.Start(ctx, embedmongo.Options{Dir: dir, Addr: u.Host})
+		if err == nil || attempt == 20 {
+			break
+		}
+		time.Sleep(250 * time.Millisecond) // the port may take a moment to be free again
+	}
+	require.NoError(t, err, "restarting the test server on %s", u.Host)
 }
 
 // serverURI is the embedded FerretDB's connection string.
