@@ -3,6 +3,7 @@ package backfill_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
@@ -41,6 +42,9 @@ func childMain() int {
 	}
 	cfg := e.config()
 	cfg.Owner = "child-" + os.Getenv("TANDEM_BACKFILL_CHILD")
+	// Warnings go to the output the test prints when a run fails: they say why a run that
+	// stopped making progress kept retrying.
+	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if _, err := backfill.Run(context.Background(), cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "child: run:", err)
 		return 1
