@@ -461,7 +461,7 @@ func newClusterID() string {
 // KafkaRequired reports whether tests must fail, not skip, without the Kafka broker:
 // TANDEM_REQUIRE_KAFKA=1 or TANDEM_REQUIRE_CLIENTS=1 (which `make test` sets).
 func KafkaRequired() bool {
-	return os.Getenv("TANDEM_REQUIRE_KAFKA") == "1" || os.Getenv("TANDEM_REQUIRE_CLIENTS") == "1"
+	return required("TANDEM_REQUIRE_KAFKA")
 }
 
 // SkipOrFailKafka ends a test that could not get a Kafka broker: with t.Skip when it is not
@@ -469,17 +469,7 @@ func KafkaRequired() bool {
 // nothing.
 func SkipOrFailKafka(tb testing.TB, err error) {
 	tb.Helper()
-	if err == nil {
-		return
-	}
-	switch {
-	case errors.Is(err, ErrKafkaMissing) && !KafkaRequired():
-		tb.Skipf("Apache Kafka tests skipped: %v", err)
-	case errors.Is(err, ErrKafkaMissing):
-		tb.Fatalf("%v; TANDEM_REQUIRE_KAFKA or TANDEM_REQUIRE_CLIENTS is set, so this fails", err)
-	default:
-		tb.Fatalf("kafka: %v", err)
-	}
+	skipOrFail(tb, err, ErrKafkaMissing, "TANDEM_REQUIRE_KAFKA", "kafka", "Apache Kafka tests")
 }
 
 // StartKafkaT starts a broker for one test and stops it when the test ends; see

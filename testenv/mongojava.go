@@ -199,24 +199,14 @@ func TrimOplog(ctx context.Context, c *mongo.Client) error {
 // MongoJavaRequired reports whether tests must fail, not skip, without mongo-java-server:
 // TANDEM_REQUIRE_MONGOJAVA=1 or TANDEM_REQUIRE_CLIENTS=1 (which `make test` sets).
 func MongoJavaRequired() bool {
-	return os.Getenv("TANDEM_REQUIRE_MONGOJAVA") == "1" || os.Getenv("TANDEM_REQUIRE_CLIENTS") == "1"
+	return required("TANDEM_REQUIRE_MONGOJAVA")
 }
 
 // SkipOrFailMongoJava ends a test that could not start mongo-java-server: with t.Skip when it
 // is not installed and not required, with t.Fatal otherwise; nil does nothing.
 func SkipOrFailMongoJava(tb testing.TB, err error) {
 	tb.Helper()
-	if err == nil {
-		return
-	}
-	switch {
-	case errors.Is(err, ErrMongoJavaMissing) && !MongoJavaRequired():
-		tb.Skipf("change-stream tests skipped: %v", err)
-	case errors.Is(err, ErrMongoJavaMissing):
-		tb.Fatalf("%v; TANDEM_REQUIRE_MONGOJAVA or TANDEM_REQUIRE_CLIENTS is set, so this fails", err)
-	default:
-		tb.Fatalf("mongo-java-server: %v", err)
-	}
+	skipOrFail(tb, err, ErrMongoJavaMissing, "TANDEM_REQUIRE_MONGOJAVA", "mongo-java-server", "change-stream tests")
 }
 
 // StartMongoJavaT starts a server for one test and stops it when the test ends; see

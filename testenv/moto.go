@@ -183,24 +183,14 @@ func lastLine(s string) string {
 // MotoRequired reports whether tests must fail, not skip, without moto: TANDEM_REQUIRE_MOTO=1 or
 // TANDEM_REQUIRE_CLIENTS=1 (which `make test` sets).
 func MotoRequired() bool {
-	return os.Getenv("TANDEM_REQUIRE_MOTO") == "1" || os.Getenv("TANDEM_REQUIRE_CLIENTS") == "1"
+	return required("TANDEM_REQUIRE_MOTO")
 }
 
 // SkipOrFail ends a test that could not get moto: with t.Skip when moto is missing and not
 // required, with t.Fatal otherwise. err is StartMoto's error, nil does nothing.
 func SkipOrFail(tb testing.TB, err error) {
 	tb.Helper()
-	if err == nil {
-		return
-	}
-	switch {
-	case errors.Is(err, ErrMotoMissing) && !MotoRequired():
-		tb.Skipf("DynamoDB tests skipped: %v", err)
-	case errors.Is(err, ErrMotoMissing):
-		tb.Fatalf("%v; TANDEM_REQUIRE_MOTO or TANDEM_REQUIRE_CLIENTS is set, so this fails", err)
-	default:
-		tb.Fatalf("moto: %v", err)
-	}
+	skipOrFail(tb, err, ErrMotoMissing, "TANDEM_REQUIRE_MOTO", "moto", "DynamoDB tests")
 }
 
 // StartMotoT starts moto for one test and stops it when the test ends; see SkipOrFail.
