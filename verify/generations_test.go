@@ -3,6 +3,7 @@ package verify_test
 import (
 	"context"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -37,6 +38,20 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// waitPending waits (at most a minute) until the catalog holds a pending difference for key.
+// It runs off the test's goroutine, so it reports with assert rather than stopping the test.
+func (f *fixture) waitPending(t *testing.T, key string) {
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		all, err := f.cat.VerifyMismatches(context.Background(), migration, catalog.VerifyMismatchQuery{
+			States: []string{catalog.MismatchPending}, Limit: 100000,
+		})
+		if err == nil && slices.ContainsFunc(all, func(m catalog.VerifyMismatch) bool { return m.KeyString == key }) {
+			return
+		}
+	}
+	assert.Fail(t, "no pending difference recorded", "key %s", key)
 }
 
 func (f *fixture) state(t *testing.T) catalog.VerifyState {
@@ -85,10 +100,14 @@ func TestYoungDifferenceIsPending(t *testing.T) {
 	assert.NotEmpty(t, saved.Aborted)
 }
 
-// TestLaggingConvergeIsNotAMismatch: a writer updates the old store while the scan runs and
-// converges the new store only later (an async shadow write): with a settle time longer than
-// that lag the difference is pending at first and resolved on the recheck. The control holds
-// the converge back until the run is over: then the recheck confirms it.
+// TestLaggingConvergeIsNotAMismatch: a writer has updated the old store and converges the new
+// store only some time after the scan saw the difference (an async shadow write): with a settle
+// time longer than that lag the difference is pending at first and resolved on the recheck.
+// The control holds the converge back until the run is over: then the recheck confirms it.
+//
+// The old store is written before the run and the converge waits until the pending difference
+// is in the catalog, so the outcome does not depend on which partition a worker takes first
+// or on how fast this machine is.
 func TestLaggingConvergeIsNotAMismatch(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -105,33 +124,26 @@ func TestLaggingConvergeIsNotAMismatch(t *testing.T) {
 			cfg.NoMerge, cfg.Concurrency, cfg.Settle = true, 1, tc.settle
 			release := make(chan struct{})
 			var wg sync.WaitGroup
-			var first, reached sync.Once
-			changed := userID(29) // in the last partition: read after the first batch
+			var reached sync.Once
+			changed := userID(29)
 			doc := setField(user(29), "name", "Renamed, converged late")
+			require.NoError(t, f.old.Upsert(context.Background(), doc))
 			verify.SetAfterRead(&cfg, func(p verify.Pass, keys []adapters.Key) {
-				if p != verify.PassOld {
+				if p != verify.PassOld || !slices.Contains(keys, adapters.Key(changed)) {
 					return
 				}
-				// The first batch: the writer updates the old store...
-				first.Do(func() { assert.NoError(t, f.old.Upsert(context.Background(), doc)) })
-				for _, k := range keys {
-					if k != changed {
-						continue
-					}
-					// ...and converges the new store some time after the scan read the key.
-					reached.Do(func() {
-						wg.Go(func() {
-							if tc.holdOff {
-								<-release
-							} else {
-								time.Sleep(200 * time.Millisecond) // the converge lag; Settle is 10 times it
-							}
-							out, err := f.spec.Forward(doc)
-							assert.NoError(t, err)
-							assert.NoError(t, f.new.Upsert(context.Background(), out))
-						})
+				reached.Do(func() {
+					wg.Go(func() {
+						if tc.holdOff {
+							<-release
+						} else {
+							f.waitPending(t, adapters.KeyString(changed))
+						}
+						out, err := f.spec.Forward(doc)
+						assert.NoError(t, err)
+						assert.NoError(t, f.new.Upsert(context.Background(), out))
 					})
-				}
+				})
 			})
 			sum, err := verify.Run(context.Background(), cfg)
 			close(release)
