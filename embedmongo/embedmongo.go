@@ -1,6 +1,8 @@
-// Package embedmongo runs FerretDB (v1.24, SQLite backend) inside the current process: the
-// MongoDB that tandem's tests and its demo use, with nothing to install. It is not a production
-// store: FerretDB lacks change streams, transactions, $lookup and text indexes.
+// Package embedmongo runs FerretDB (v1.24) inside the current process: the MongoDB that
+// tandem's tests and its demo use, with nothing to install (SQLite backend). For benchmarks it
+// also runs FerretDB on its PostgreSQL backend, against a private cluster that StartPostgreSQL
+// makes with the machine's initdb and pg_ctl. It is not a production store: FerretDB lacks
+// change streams, transactions, $lookup and text indexes.
 package embedmongo
 
 import (
@@ -20,8 +22,13 @@ import (
 // Options configure an embedded server. The zero value is valid.
 type Options struct {
 	// Dir holds the SQLite files. Optional; default: a new temporary folder removed by Stop
-	// (or, should the process end without Stop, by a later Start: see tempDirPrefix).
+	// (or, should the process end without Stop, by a later Start: see tempDirPrefix). Not used
+	// with PostgreSQLURL.
 	Dir string
+	// PostgreSQLURL, when set, makes FerretDB store its data in this PostgreSQL database (its
+	// postgresql handler) instead of SQLite; see StartPostgreSQL for a private cluster.
+	// Optional.
+	PostgreSQLURL string
 	// Addr is the TCP address to listen on. Optional; default "127.0.0.1:0" (any free port).
 	Addr string
 	// Logger receives FerretDB's own logs. Optional; default: discarded.
@@ -42,9 +49,12 @@ type Server struct {
 
 // Start starts FerretDB and returns once it accepts connections.
 func Start(ctx context.Context, opts Options) (*Server, error) {
+	if opts.PostgreSQLURL != "" {
+		return start(ctx, &Server{}, opts, &ferretdb.Config{Handler: "postgresql", PostgreSQLURL: opts.PostgreSQLURL})
+	}
 	s := &Server{dir: opts.Dir}
 	if s.dir == "" {
-		d, err := newTempDir()
+		d, err := newTempDir(tempDirPrefix)
 		if err != nil {
 			return nil, fmt.Errorf("embedded FerretDB: creating data folder: %w", err)
 		}
@@ -56,6 +66,12 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded FerretDB: data folder %s: %w", s.dir, err)
 	}
+	return start(ctx, s, opts, &ferretdb.Config{Handler: "sqlite", SQLiteURL: "file:" + abs + "/"})
+}
+
+// start runs FerretDB with cfg's handler, and opts' listener and logger, until it accepts
+// connections.
+func start(ctx context.Context, s *Server, opts Options, cfg *ferretdb.Config) (*Server, error) {
 	addr := opts.Addr
 	if addr == "" {
 		addr = "127.0.0.1:0"
@@ -64,11 +80,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	cfg := &ferretdb.Config{
-		Handler:   "sqlite",
-		SQLiteURL: "file:" + abs + "/",
-		Logger:    logger,
-	}
+	cfg.Logger = logger
 	if opts.TLSCertFile != "" && opts.TLSKeyFile != "" {
 		cfg.Listener.TLS = addr
 		cfg.Listener.TLSCertFile = opts.TLSCertFile
@@ -109,7 +121,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 // URI returns the connection string, for example mongodb://127.0.0.1:40123/.
 func (s *Server) URI() string { return s.uri }
 
-// Dir returns the data folder.
+// Dir returns the data folder ("" on PostgreSQL).
 func (s *Server) Dir() string { return s.dir }
 
 // Stop stops the server, closes its connections and waits for it; a temporary data folder is
@@ -127,19 +139,13 @@ func (s *Server) Stop() {
 // binary that panicked, timed out or was killed never calls Stop).
 const tempDirPrefix = "tandem-ferretdb-"
 
-// newTempDir removes stale temporary data folders and makes a new one, owned by this process.
-func newTempDir() (string, error) {
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), tempDirPrefix+"*"))
-	for _, d := range dirs {
-		b, err := os.ReadFile(filepath.Join(d, "owner"))
-		if err != nil {
-			continue // being made, or made before owner files: not known to be stale
-		}
-		if pid, err := strconv.Atoi(string(b)); err == nil && pid > 0 && processGone(pid) {
-			_ = os.RemoveAll(d)
-		}
+// newTempDir removes stale temporary data folders of prefix and makes a new one, owned by this
+// process.
+func newTempDir(prefix string) (string, error) {
+	for _, d := range staleTempDirs(prefix) {
+		_ = os.RemoveAll(d)
 	}
-	d, err := os.MkdirTemp("", tempDirPrefix)
+	d, err := os.MkdirTemp("", prefix)
 	if err != nil {
 		return "", err
 	}
@@ -148,6 +154,22 @@ func newTempDir() (string, error) {
 		return "", err
 	}
 	return d, nil
+}
+
+// staleTempDirs lists the temporary folders of prefix whose owner process is gone.
+func staleTempDirs(prefix string) []string {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), prefix+"*"))
+	var stale []string
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, "owner"))
+		if err != nil {
+			continue // being made, or made before owner files: not known to be stale
+		}
+		if pid, err := strconv.Atoi(string(b)); err == nil && pid > 0 && processGone(pid) {
+			stale = append(stale, d)
+		}
+	}
+	return stale
 }
 
 // processGone reports whether no process has the id pid (where that cannot be told, as on

@@ -14,12 +14,13 @@
 //  3. throttle: documents/s achieved against Config.Rate, on a source of rate × -throttle-secs
 //     documents.
 //
-// MongoDB is an embedded FerretDB (SQLite) unless -uri names a server. On FerretDB the range
-// queries the backfill sends (a partition's scan, the re-check of each batch) and its upserts
-// are full collection scans, so its cost grows with the square of the collection: see
-// BENCHMARKS.md, section Backfill, for what that means for -docs.
+// MongoDB is FerretDB in a child process of its own (-store: postgresql, on a private
+// PostgreSQL cluster made with the machine's initdb and pg_ctl, or sqlite) unless -uri names a
+// server. FerretDB pushes neither range queries nor sorts down to its backend, so the queries
+// the backfill sends (a partition's scan, the re-check of each batch) read the whole
+// collection: see BENCHMARKS.md, section Backfill, for what that means.
 //
-//	go run ./bench/backfillbench [-docs 2000] [-dynamo-docs 1000] [-rounds 3] [-parts throughput,rss,throttle]
+//	go run ./bench/backfillbench [-store postgresql] [-docs 2000] [-dynamo-docs 1000] [-rounds 3] [-parts throughput,rss,throttle]
 package main
 
 import (
@@ -37,12 +38,12 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/tandemdb/tandem/bench/benchenv"
-	"github.com/tandemdb/tandem/embedmongo"
 	"github.com/tandemdb/tandem/testenv"
 )
 
 var (
-	flagURI        = flag.String("uri", "", "MongoDB to measure on (source and MongoDB target); default: an embedded FerretDB (SQLite)")
+	flagURI        = flag.String("uri", "", "MongoDB to measure on (source and MongoDB target); default: FerretDB in a child process, on -store")
+	flagStore      = flag.String("store", "postgresql", "FerretDB's backend when -uri is not given: postgresql (a private cluster; needs initdb and pg_ctl) or sqlite")
 	flagDocs       = flag.String("docs", "2000", "source documents of the MongoDB → MongoDB throughput part (a list: each size is measured)")
 	flagDynamoDocs = flag.Int("dynamo-docs", 1000, "source documents of the MongoDB → DynamoDB throughput part (moto: 4–8 ms a request); 0 skips it")
 	flagRounds     = flag.Int("rounds", 3, "rounds per throughput size; the paths alternate and the medians are reported")
@@ -58,6 +59,7 @@ var (
 	flagVerbose    = flag.Bool("v", false, "print the backfill's warnings (retries, dead letters) to stderr")
 	flagChildRSS   = flag.Bool("child-rss", false, "internal: run one backfill as the memory part's child process")
 	flagChildSrc   = flag.String("child-src", "", "internal: the child's source collection (database bench_src)")
+	flagChildStore = flag.String("child-store", "", "internal: run FerretDB on this backend as the store process")
 )
 
 const (
@@ -75,6 +77,9 @@ func main() {
 	}
 	if *flagChildRSS {
 		os.Exit(childRSS())
+	}
+	if *flagChildStore != "" {
+		os.Exit(childStore(*flagChildStore))
 	}
 	docSizes, err := benchenv.ParseInts(*flagDocs)
 	if err != nil {
@@ -100,29 +105,29 @@ func main() {
 	if *flagThrTarget != "dynamodb" && *flagThrTarget != "mongodb" {
 		fatalf("-throttle-target: %q is neither dynamodb nor mongodb", *flagThrTarget)
 	}
+	if *flagStore != "postgresql" && *flagStore != "sqlite" {
+		fatalf("-store: %q is neither postgresql nor sqlite", *flagStore)
+	}
 
-	var ferret *embedmongo.Server
+	var store *storeProcess
 	time.AfterFunc(*flagTimeout, func() {
 		fmt.Fprintf(os.Stderr, "backfillbench: aborted after -timeout %s\n", *flagTimeout)
-		if ferret != nil {
-			os.RemoveAll(ferret.Dir())
-		}
+		store.stop()
 		os.Exit(2)
 	})
 	printHeader()
 	ctx := context.Background()
 	uri := *flagURI
 	if uri == "" {
-		sctx, cancel := context.WithTimeout(ctx, time.Minute)
-		ferret, err = embedmongo.Start(sctx, embedmongo.Options{})
-		cancel()
-		if err != nil {
-			fatalf("starting FerretDB: %v", err)
+		start := time.Now()
+		if store, err = startStore(ctx, *flagStore); err != nil {
+			fatalf("starting the store: %v", err)
 		}
-		defer ferret.Stop()
-		uri = ferret.URI()
+		defer store.stop()
+		uri = store.uri
+		fmt.Printf("Store up in %s.\n\n", time.Since(start).Round(time.Millisecond))
 	}
-	b := &bench{uri: uri, ferret: ferret != nil}
+	b := &bench{uri: uri}
 	defer b.close()
 	if b.client, err = mongo.Connect(options.Client().ApplyURI(uri)); err != nil {
 		fatalf("connecting: %v", err)
@@ -134,9 +139,7 @@ func main() {
 	fail := func(part string, err error) {
 		fmt.Fprintf(os.Stderr, "backfillbench: %s: %v\n", part, err)
 		b.close()
-		if ferret != nil {
-			ferret.Stop()
-		}
+		store.stop()
 		os.Exit(1)
 	}
 	if slices.Contains(parts, "throughput") {
@@ -160,7 +163,6 @@ func main() {
 // bench holds the servers and clients a run shares.
 type bench struct {
 	uri    string
-	ferret bool // the MongoDB is the embedded FerretDB
 	client *mongo.Client
 	moto   *testenv.Moto
 	seeded map[int]string // source collections by size
@@ -231,13 +233,13 @@ func printHeader() {
 	fmt.Printf("- Machine: nproc %d (GOMAXPROCS %d), CPU %s, %s/%s, kernel %s\n",
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), benchenv.CPUModel(), runtime.GOOS, runtime.GOARCH, benchenv.Kernel())
 	fmt.Printf("- Go: %s; tandem commit %s\n", runtime.Version(), benchenv.GitCommit())
-	server := "embedded FerretDB 1.24 (SQLite), in this process"
+	server := storeName(*flagStore)
 	if *flagURI != "" {
 		server = "-uri (given)"
 	}
 	fmt.Printf("- MongoDB: %s; DynamoDB: moto, a separate Python process\n", server)
-	fmt.Printf("- Settings: -docs %s -dynamo-docs %d -rounds %d -rss-docs %s -rates %s -throttle-target %s -throttle-secs %g -workers %d -batch %d -parts %s\n",
-		*flagDocs, *flagDynamoDocs, *flagRounds, *flagRSSDocs, *flagRates, *flagThrTarget, *flagThrSecs, *flagWorkers, *flagBatch, *flagParts)
+	fmt.Printf("- Settings: -store %s -docs %s -dynamo-docs %d -rounds %d -rss-docs %s -rates %s -throttle-target %s -throttle-secs %g -workers %d -batch %d -parts %s\n",
+		*flagStore, *flagDocs, *flagDynamoDocs, *flagRounds, *flagRSSDocs, *flagRates, *flagThrTarget, *flagThrSecs, *flagWorkers, *flagBatch, *flagParts)
 	fmt.Printf("- Started: %s, load average %s\n", time.Now().UTC().Format(time.RFC3339), benchenv.LoadAvg())
 	fmt.Println()
 }
