@@ -288,6 +288,62 @@ func (s *MongoStore) BulkWrite(ctx context.Context, ops []WriteOp) error {
 	return nil
 }
 
+// InsertNew implements Inserter with unordered insertMany commands of MongoWriteChunk
+// documents (FerretDB's deadlock of large commands is in its updates, not its inserts). The
+// ops present are those whose insert failed with a duplicate key error (code 11000), of the
+// store's key or of another unique index; every op is checked and encoded before anything is
+// sent, as in BulkWrite.
+func (s *MongoStore) InsertNew(ctx context.Context, ops []WriteOp) ([]int, error) {
+	docs := make([]any, len(ops))
+	for i, op := range ops {
+		if op.Doc == nil {
+			return nil, s.errf("insert: a delete", op.Key, ErrUnsupportedValue)
+		}
+		key, raw, err := s.marshal(op.Doc)
+		if err != nil {
+			return nil, fmt.Errorf("insert: %w", err)
+		}
+		if op.Key != nil && mongoKeyCanon(op.Key) != mongoKeyCanon(key) {
+			return nil, s.errf("insert", op.Key, fmt.Errorf("the document's key %s differs from the op's", KeyString(key)))
+		}
+		docs[i] = raw
+	}
+	var present []int
+	for start := 0; start < len(docs); start += s.writeChunk {
+		chunk := docs[start:min(start+s.writeChunk, len(docs))]
+		_, err := s.coll.InsertMany(ctx, chunk, options.InsertMany().SetOrdered(false))
+		dups, ok := duplicateIndexes(err)
+		if !ok {
+			return present, s.errf("insert", nil, err)
+		}
+		for _, i := range dups {
+			present = append(present, start+i)
+		}
+	}
+	slices.Sort(present)
+	return present, nil
+}
+
+// duplicateIndexes returns the indexes of the documents an insertMany refused as duplicates,
+// and whether err is nothing else (nil, or write errors all of code 11000).
+func duplicateIndexes(err error) ([]int, bool) {
+	if err == nil {
+		return nil, true
+	}
+	var bwe mongo.BulkWriteException
+	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
+		return nil, false
+	}
+	idx := make([]int, 0, len(bwe.WriteErrors))
+	for _, we := range bwe.WriteErrors {
+		if we.Code != 11000 {
+			return nil, false
+		}
+		idx = append(idx, we.Index)
+	}
+	return idx, true
+}
+
 // isFerretDB reports whether the server is FerretDB (its buildInfo has ferretdbVersion). It asks
 // once; a failed probe counts as MongoDB and is tried again next time.
 func (s *MongoStore) isFerretDB(ctx context.Context) bool {

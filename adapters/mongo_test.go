@@ -198,3 +198,31 @@ func TestMongoClose(t *testing.T) {
 	_, err = owned.Get(ctx, "x")
 	assert.ErrorIs(t, err, mongo.ErrClientDisconnected)
 }
+
+// InsertNew inserts the documents whose keys are absent, in chunks, and returns the indexes of
+// the others without touching the documents the store already holds.
+func TestMongoInsertNew(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	s := newMongoStore(t, MongoWriteChunk(3))
+	kit := storeKit{keyField: "_id"}
+	kit.seed(t, s, 4) // keys 0..3
+	var ops []WriteOp
+	for i := 2; i < 9; i++ {
+		ops = append(ops, WriteOp{Key: key(i), Doc: kit.doc(i, bson.E{Key: "v", Value: "new"})})
+	}
+	present, err := s.InsertNew(ctx, ops)
+	require.NoError(t, err)
+	assert.Equal(t, []int{0, 1}, present, "keys 2 and 3 were there")
+	for i := range 9 {
+		d, err := s.Get(ctx, key(i))
+		require.NoError(t, err)
+		if i < 4 {
+			assert.Nil(t, keyOrNil(d, "v"), "key %d kept as it was", i)
+		} else {
+			assert.Equal(t, "new", keyOrNil(d, "v"), "key %d inserted", i)
+		}
+	}
+	_, err = s.InsertNew(ctx, []WriteOp{{Key: key(20)}})
+	assert.ErrorIs(t, err, ErrUnsupportedValue, "a delete is no insert")
+}

@@ -78,6 +78,17 @@ type Store interface {
 	Close(ctx context.Context) error
 }
 
+// Inserter is a Store that can insert documents without replacing, more cheaply than an
+// upsert, which must first look its key up (MongoDB: insertMany against a bulk of
+// ReplaceOne upserts). The backfill writes through it while the target lacks its keys.
+type Inserter interface {
+	// InsertNew inserts the documents of ops (Doc set, no deletes) in any order and returns
+	// the indexes of the ops it did not insert because the target already holds a document
+	// with the same unique key: writing those is the caller's. Any other failure is an error,
+	// after which some documents may have been inserted.
+	InsertNew(ctx context.Context, ops []WriteOp) (present []int, err error)
+}
+
 // KeyString renders a key as a canonical string (MongoDB Extended JSON, canonical mode), so that
 // keys of different BSON types never collide: "1" and 1 differ.
 func KeyString(k Key) string {

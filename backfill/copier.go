@@ -220,6 +220,7 @@ func (b *Backfill) deadLetter(ctx context.Context, key adapters.Key, step string
 // stops early, with errLeaseLost, when the partition has been taken over.
 func (b *Backfill) write(ctx context.Context, h *held, items []copied, cnt *batchCounts) ([]copied, error) {
 	written := make([]copied, 0, len(items))
+	insert := true // see put
 	for chunk := range slices.Chunk(items, b.cfg.Chunk) {
 		if err := b.usable(ctx, h); err != nil {
 			return written, err
@@ -234,7 +235,7 @@ func (b *Backfill) write(ctx context.Context, h *held, items []copied, cnt *batc
 		}
 		for attempt := 0; ; attempt++ {
 			start := time.Now()
-			err := b.cfg.New.BulkWrite(ctx, ops)
+			err := b.put(ctx, ops, &insert)
 			b.thr.observe(time.Since(start), len(chunk), size, err)
 			if err == nil {
 				written = append(written, chunk...)
@@ -265,6 +266,34 @@ func (b *Backfill) write(ctx context.Context, h *held, items []copied, cnt *batc
 		}
 	}
 	return written, nil
+}
+
+// put writes one chunk. A target that can insert (adapters.Inserter: MongoDB) first gets the
+// chunk as inserts, which cost no look-up of the key, and then upserts of the keys it already
+// held; the result is the upserts' (every document as the batch read it), so the re-check and
+// the checkpoint treat both alike. Once most keys of a chunk were there (a batch copied again
+// after a restart, a target filled before with AllowExisting), the rest of the batch is only
+// upserted; insert says which, for the batch.
+func (b *Backfill) put(ctx context.Context, ops []adapters.WriteOp, insert *bool) error {
+	ins, ok := b.cfg.New.(adapters.Inserter)
+	if !ok || !*insert {
+		return b.cfg.New.BulkWrite(ctx, ops)
+	}
+	present, err := ins.InsertNew(ctx, ops)
+	if err != nil {
+		return err
+	}
+	if 2*len(present) > len(ops) {
+		*insert = false
+	}
+	if len(present) == 0 {
+		return nil
+	}
+	held := make([]adapters.WriteOp, len(present))
+	for i, j := range present {
+		held[i] = ops[j]
+	}
+	return b.cfg.New.BulkWrite(ctx, held)
 }
 
 // writeOneByOne upserts each document of a chunk that failed, dead-lettering those whose own
