@@ -21,7 +21,7 @@ export TANDEM_REQUIRE_CHROMIUM := 1
 MONGOJAVA := .cache/mongojava
 export TANDEM_MONGOJAVA := $(CURDIR)/$(MONGOJAVA)
 
-.PHONY: all build run test test-go fuzz bench lint clients kafka mongojava chromium clean
+.PHONY: all build run test test-go fuzz bench lint clients kafka mongojava chromium postgresql clean
 
 all: build
 
@@ -55,12 +55,21 @@ fuzz:
 ## the journal benchmark (converge throughput with 1 and 2 journal worker processes, on the
 ## Apache Kafka broker of .cache/kafka) and verification's full pass against a raw dual scan.
 ## Results and the commands behind them: BENCHMARKS.md.
-bench: $(VENV)/.installed kafka
+##
+## The backfill benchmark runs FerretDB on a private PostgreSQL cluster (package embedmongo,
+## PostgreSQL's initdb and pg_ctl, installed by the postgresql target when missing), in a child
+## process. FerretDB reads the whole collection for each of the backfill's range queries, so
+## its time grows with the square of the size; the sizes and the bound on its time are
+## variables, e.g. make bench BACKFILL_DOCS=10000 BACKFILL_RSS_DOCS=1000,5000,10000 BACKFILL_TIMEOUT=2h
+BACKFILL_DOCS     ?= 2000
+BACKFILL_RSS_DOCS ?= 1000,5000
+BACKFILL_TIMEOUT  ?= 30m
+bench: $(VENV)/.installed kafka postgresql
 	$(GO) test -run '^$$' -bench . -benchmem ./proxy ./transform ./adapters
 	$(GO) run ./bench/proxybench
 	$(GO) run ./bench/convergebench
 	$(GO) run ./bench/phasebench
-	$(GO) run ./bench/backfillbench
+	$(GO) run ./bench/backfillbench -store postgresql -docs $(BACKFILL_DOCS) -rss-docs $(BACKFILL_RSS_DOCS) -timeout $(BACKFILL_TIMEOUT)
 	$(GO) run ./bench/journalbench
 	$(GO) test -run '^$$' -bench BenchmarkFullPass -benchtime 3x ./verify
 
@@ -90,6 +99,12 @@ kafka:
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 	@command -v chromium >/dev/null 2>&1 || { echo "make chromium: chromium could not be installed" >&2; exit 1; }
+
+## postgresql: PostgreSQL's initdb and pg_ctl (Debian's postgresql), for the backfill
+## benchmark's FerretDB; installed with apt-get when missing (it needs root, as on CI).
+postgresql:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql; }
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "make postgresql: PostgreSQL's initdb could not be installed" >&2; exit 1; }
 
 ## mongojava: mongo-java-server's jars (testenv/mongojava/pom.xml) in .cache/mongojava/lib and its
 ## launcher, compiled with javac, in .cache/mongojava/classes; again only when either changes.

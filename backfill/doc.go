@@ -65,11 +65,19 @@
 // normalize (the target's Normalize, and MongoDB's 16 MiB limit checked here) each one,
 // dead-lettering any that fail with the step and the reason (key and size for a document over
 // the limit: 16 MiB of BSON for MongoDB, 400 KB for a DynamoDB item); save the batch's keys in
-// the lease (Pending); write them with bulk upserts of Chunk documents, each after the
-// throttle; re-check them (below); save the checkpoint (the batch's last key) with the
+// the lease (Pending); write them in chunks of Chunk documents, each after the throttle;
+// re-check them (below); save the checkpoint (the batch's last key) with the
 // partition's counters in the same record, so the counts are exactly those of the batches up
 // to the checkpoint. A restart, here or anywhere, resumes after the checkpoint: nothing is
 // missed, and a batch written again is written as it is then, which changes nothing.
+//
+// A chunk is written as upserts, except that a target which can insert (adapters.Inserter: a
+// MongoDB collection) first gets it as an unordered insertMany, and then upserts of the keys it
+// already held (the duplicates). Either way every document of the chunk ends as the batch read
+// it, so the re-check and the checkpoint do not tell them apart; the inserts only spare the
+// upserts' look-up of each key (on FerretDB a read of the whole target). Once most keys of a
+// chunk were there (a batch copied again after a restart, a target filled before with
+// AllowExisting), the rest of the batch is upserted directly.
 //
 // # Live writes: the re-check rule
 //

@@ -291,8 +291,12 @@ func (b *bench) runThroughput(ctx context.Context, sizes []int, dynamoDocs int) 
 			}
 			return secs, run.writeSeconds(), err
 		}
-		paths, err := alternate(ctx, []string{"raw copy (cursor, InsertMany)", "raw upsert copy (cursor, BulkWrite of ReplaceOne upserts, 25 a command)", "backfill (defaults)"},
-			[]measured{raw(false), raw(true), bf})
+		names := []string{"raw copy (cursor, InsertMany)", "raw upsert copy (cursor, BulkWrite of ReplaceOne upserts, 25 a command)", "backfill (defaults)"}
+		fns := []measured{raw(false), raw(true), bf}
+		if !*flagRawUpsert {
+			names, fns = slices.Delete(names, 1, 2), slices.Delete(fns, 1, 2)
+		}
+		paths, err := alternate(ctx, names, fns)
 		if err != nil {
 			return fmt.Errorf("mongodb, %d documents: %w", n, err)
 		}
