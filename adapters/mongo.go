@@ -292,8 +292,14 @@ func (s *MongoStore) BulkWrite(ctx context.Context, ops []WriteOp) error {
 // documents (FerretDB's deadlock of large commands is in its updates, not its inserts). The
 // ops present are those whose insert failed with a duplicate key error (code 11000), of the
 // store's key or of another unique index; every op is checked and encoded before anything is
-// sent, as in BulkWrite.
+// sent, as in BulkWrite. A store keyed by another field than _id (MongoKeyField) upserts
+// instead (BulkWrite) and reports nothing present: without a unique index on that field,
+// which the store cannot be sure of, an insert of a key already there would add a second
+// document.
 func (s *MongoStore) InsertNew(ctx context.Context, ops []WriteOp) ([]int, error) {
+	if s.keyField != "_id" {
+		return nil, s.BulkWrite(ctx, ops)
+	}
 	docs := make([]any, len(ops))
 	for i, op := range ops {
 		if op.Doc == nil {

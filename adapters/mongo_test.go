@@ -225,4 +225,19 @@ func TestMongoInsertNew(t *testing.T) {
 	}
 	_, err = s.InsertNew(ctx, []WriteOp{{Key: key(20)}})
 	assert.ErrorIs(t, err, ErrUnsupportedValue, "a delete is no insert")
+
+	// Keyed by a field without a unique index, it upserts: a key already there is replaced,
+	// never inserted a second time.
+	byK := newMongoStore(t, MongoKeyField("k"))
+	kk := storeKit{keyField: "k"}
+	kk.seed(t, byK, 2)
+	present, err = byK.InsertNew(ctx, []WriteOp{{Key: key(1), Doc: kk.doc(1, bson.E{Key: "v", Value: "new"})}, {Key: key(5), Doc: kk.doc(5)}})
+	require.NoError(t, err)
+	assert.Empty(t, present)
+	n, err := byK.Collection().CountDocuments(ctx, bson.D{{Key: "k", Value: key(1)}})
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), n, "one document with key 1")
+	d, err := byK.Get(ctx, key(1))
+	require.NoError(t, err)
+	assert.Equal(t, "new", keyOrNil(d, "v"))
 }

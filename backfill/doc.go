@@ -72,8 +72,8 @@
 // missed, and a batch written again is written as it is then, which changes nothing.
 //
 // A chunk is written as upserts, except that a target which can insert (adapters.Inserter: a
-// MongoDB collection) first gets it as an unordered insertMany, and then upserts of the keys it
-// already held (the duplicates). Either way every document of the chunk ends as the batch read
+// MongoDB collection keyed by _id) first gets it as an unordered insertMany, and then upserts
+// of the keys it already held (the duplicates). Either way every document of the chunk ends as the batch read
 // it, so the re-check and the checkpoint do not tell them apart; the inserts only spare the
 // upserts' look-up of each key (on FerretDB a read of the whole target). Once most keys of a
 // chunk were there (a batch copied again after a restart, a target filled before with
