@@ -21,7 +21,12 @@ export TANDEM_REQUIRE_CHROMIUM := 1
 MONGOJAVA := .cache/mongojava
 export TANDEM_MONGOJAVA := $(CURDIR)/$(MONGOJAVA)
 
-.PHONY: all build run test test-go fuzz bench lint clients kafka mongojava chromium clean
+# The tests' MongoDB, embedded FerretDB, runs as a process of its own built without the race
+# detector (testenv/ferretdb): inside a -race test binary its SQLite engine is ten times slower.
+FERRETDB_BIN := .cache/bin/ferretdb
+export TANDEM_FERRETDB_BIN := $(CURDIR)/$(FERRETDB_BIN)
+
+.PHONY: all build run test test-go fuzz bench lint clients kafka mongojava chromium ferretdb clean
 
 all: build
 
@@ -36,11 +41,15 @@ run: build
 ## it fails if a server the tests started from this repository (a Kafka broker on the jars of
 ## .cache/kafka, moto from .venv) still runs. The kernel kills those when their test binary
 ## ends (PR_SET_PDEATHSIG), so the check waits up to 3 s for the last to go.
-test: clients kafka mongojava chromium test-go fuzz
+test: clients kafka mongojava chromium ferretdb test-go fuzz
 	@for i in 1 2 3 4; do \
-		left=$$(pgrep -af -- '$(CURDIR)/(\.cache/kafka/lib|\.cache/mongojava/classes|\.venv/bin/python -m moto\.server)' || true); \
+		left=$$(pgrep -af -- '$(CURDIR)/(\.cache/bin/ferretdb|\.cache/kafka/lib|\.cache/mongojava/classes|\.venv/bin/python -m moto\.server)' || true); \
 		[ -z "$$left" ] && exit 0; [ $$i -lt 4 ] && sleep 1; \
 	done; echo "make test: processes left behind by the tests:" >&2; echo "$$left" >&2; exit 1
+
+## ferretdb: the tests' FerretDB server (go build is incremental, so this is quick when current).
+ferretdb:
+	$(GO) build -o $(FERRETDB_BIN) ./testenv/ferretdb
 
 test-go:
 	$(GO) test -race -count=1 -timeout 30m ./...
