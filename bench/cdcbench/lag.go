@@ -39,34 +39,54 @@ func (r lagResult) rate() float64 { return float64(r.writes) / r.elapsed.Seconds
 // lagPart runs the lag rounds and prints one line per round and a table.
 func (b *bench) lagPart(ctx context.Context) error {
 	fmt.Printf("\n## lag under a steady %g writes/s for %s (%d writers, one limiter)\n\n", *flagRate, *flagDuration, *flagWriters)
-	var results []lagResult
+	fmt.Println("Each round also runs the same writers with no tailer reading the stream (the control), in alternating order.")
+	fmt.Println()
+	var results, controls []lagResult
 	for r := range *flagLagRounds {
-		res, err := b.lagRound(ctx)
-		if err != nil {
-			return fmt.Errorf("round %d: %w", r+1, err)
+		for _, tailed := range []bool{r%2 == 0, r%2 == 1} {
+			res, err := b.lagRound(ctx, tailed)
+			if err != nil {
+				return fmt.Errorf("round %d (tailer %v): %w", r+1, tailed, err)
+			}
+			what := "no tailer (control)"
+			if tailed {
+				what = "tailer"
+				results = append(results, res)
+			} else {
+				controls = append(controls, res)
+			}
+			fmt.Printf("# round %d, %s: %d writes in %s = %s writes/s (asked %g); write round trip p50 %s p99 %s",
+				r+1, what, res.writes, res.elapsed.Round(time.Millisecond), benchenv.Ops(res.rate()), *flagRate,
+				benchenv.Dur(pct(res.writeRT, 0.5)), benchenv.Dur(pct(res.writeRT, 0.99)))
+			if tailed {
+				fmt.Printf("; %d lag samples, %d changes applied", len(res.sampled), len(res.changes))
+			}
+			fmt.Println()
 		}
-		results = append(results, res)
-		fmt.Printf("# round %d: %d writes in %s = %s writes/s (asked %g); write round trip p50 %s p99 %s; %d lag samples, %d changes applied\n",
-			r+1, res.writes, res.elapsed.Round(time.Millisecond), benchenv.Ops(res.rate()), *flagRate,
-			benchenv.Dur(pct(res.writeRT, 0.5)), benchenv.Dur(pct(res.writeRT, 0.99)), len(res.sampled), len(res.changes))
 	}
 	fmt.Println()
-	fmt.Println("| round | writes/s reached | Tailer.Lag p50 | p99 | max | per change p50 | p99 | max |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|")
-	var rates, sp50, sp99, cp50, cp99 []float64
+	fmt.Println("| round | writes/s, no tailer | writes/s, tailer | Tailer.Lag p50 | p99 | max | per change p50 | p99 | max |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	var crates, rates, sp50, sp99, cp50, cp99 []float64
 	for i, r := range results {
-		fmt.Printf("| %d | %s | %s | %s | %s | %s | %s | %s |\n", i+1, benchenv.Ops(r.rate()),
+		c := controls[i]
+		fmt.Printf("| %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", i+1, benchenv.Ops(c.rate()), benchenv.Ops(r.rate()),
 			benchenv.Dur(pct(r.sampled, 0.5)), benchenv.Dur(pct(r.sampled, 0.99)), benchenv.Dur(pct(r.sampled, 1)),
 			benchenv.Dur(pct(r.changes, 0.5)), benchenv.Dur(pct(r.changes, 0.99)), benchenv.Dur(pct(r.changes, 1)))
-		rates = append(rates, r.rate())
+		crates, rates = append(crates, c.rate()), append(rates, r.rate())
 		sp50, sp99 = append(sp50, float64(pct(r.sampled, 0.5))), append(sp99, float64(pct(r.sampled, 0.99)))
 		cp50, cp99 = append(cp50, float64(pct(r.changes, 0.5))), append(cp99, float64(pct(r.changes, 0.99)))
 	}
 	d := func(v []float64) string { return benchenv.Dur(time.Duration(benchenv.Median(v))) }
-	fmt.Printf("| median | %s | %s | %s | | %s | %s | |\n", benchenv.Ops(benchenv.Median(rates)), d(sp50), d(sp99), d(cp50), d(cp99))
-	if med := benchenv.Median(rates); med < 0.95**flagRate {
-		fmt.Printf("\nThe writers reached %s writes/s, not the %g asked for: the server (with this machine's load) sustains no more through %d writers.\n",
-			benchenv.Ops(med), *flagRate, *flagWriters)
+	fmt.Printf("| median | %s | %s | %s | %s | | %s | %s | |\n", benchenv.Ops(benchenv.Median(crates)), benchenv.Ops(benchenv.Median(rates)),
+		d(sp50), d(sp99), d(cp50), d(cp99))
+	for _, x := range []struct {
+		what string
+		v    []float64
+	}{{"with no tailer", crates}, {"with the tailer", rates}} {
+		if med := benchenv.Median(x.v); med < 0.95**flagRate {
+			fmt.Printf("\nThe writers reached %s writes/s %s, not the %g asked for (median).\n", benchenv.Ops(med), x.what, *flagRate)
+		}
 	}
 	return nil
 }
@@ -78,15 +98,23 @@ func pct(v []time.Duration, q float64) time.Duration {
 	return benchenv.Percentile(s, q)
 }
 
-// lagRound starts the tailer on a fresh migration, writes at the limiter's pace for
-// -duration while sampling the lag, then waits for the new collection to converge.
-func (b *bench) lagRound(ctx context.Context) (lagResult, error) {
+// lagRound writes at the limiter's pace for -duration into a fresh migration's old
+// collection. With tailed, a tailer follows it, its lag is sampled, and once the writes stop
+// the round waits for the new collection to converge.
+func (b *bench) lagRound(ctx context.Context, tailed bool) (lagResult, error) {
 	var res lagResult
 	m, err := b.newMigration(ctx, "lag")
 	if err != nil {
 		return res, err
 	}
 	defer m.drop()
+	w := &writers{coll: m.old, limiter: rate.NewLimiter(rate.Limit(*flagRate), 1)}
+	if !tailed {
+		start := time.Now()
+		err := w.run(ctx, *flagWriters, start.Add(*flagDuration))
+		res.elapsed, res.writes, res.writeRT = time.Since(start), int(w.done.Load()), w.roundTrips
+		return res, err
+	}
 	ts := &timedSource{}
 	var mu sync.Mutex // guards res.changes
 	tl, err := m.tailer(b.poll, func(s cdc.Source) cdc.Source { ts.Source = s; return ts }, func(applied int64) {
@@ -125,7 +153,6 @@ func (b *bench) lagRound(ctx context.Context) (lagResult, error) {
 			}
 		}
 	}()
-	w := &writers{coll: m.old, limiter: rate.NewLimiter(rate.Limit(*flagRate), 1)}
 	start := time.Now()
 	werr := w.run(ctx, *flagWriters, start.Add(*flagDuration))
 	res.elapsed = time.Since(start)
