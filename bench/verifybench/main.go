@@ -21,7 +21,7 @@
 // docs/s is the old store's documents over the wall time; the medians are printed with each
 // path ÷ the raw dual scan and ÷ the raw scan + look-ups.
 //
-//	go run ./bench/verifybench [-docs 5000] [-rounds 3] [-targets dynamodb,mongodb]
+//	go run ./bench/verifybench [-docs 2000] [-rounds 3] [-targets dynamodb,mongodb]
 package main
 
 import (
@@ -44,7 +44,7 @@ import (
 )
 
 var (
-	flagDocs        = flag.Int("docs", 5000, "documents of the converged migration (each target)")
+	flagDocs        = flag.Int("docs", 2000, "documents of the converged migration (each target)")
 	flagRounds      = flag.Int("rounds", 3, "rounds per target; the paths alternate and the medians are reported")
 	flagTargets     = flag.String("targets", "dynamodb,mongodb", "targets to measure: dynamodb, mongodb")
 	flagPartitions  = flag.Int("partitions", verify.DefaultPartitions, "verify.Config.Partitions, and the raw loops' partitions")
