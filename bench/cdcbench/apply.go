@@ -73,13 +73,13 @@ func (b *bench) applyTailer(ctx context.Context, n int) (time.Duration, error) {
 		applied int64
 		done    = make(chan struct{})
 	)
-	tl, err := m.tailer(b.poll, nil, func(a int64) {
+	tl, err := m.tailer(b.poll, hooks{saved: func(a int64) {
 		mu.Lock()
 		defer mu.Unlock()
 		if applied += a; applied >= int64(n) && a > 0 {
 			close(done)
 		}
-	})
+	}})
 	if err != nil {
 		return 0, err
 	}

@@ -32,6 +32,7 @@ type lagResult struct {
 	sampled []time.Duration // Tailer.Lag every -sample while the writers ran
 	changes []time.Duration // per change: when its checkpoint was saved minus its time
 	writeRT []time.Duration // each write's round trip
+	steps   *steps          // the tailer's converge and checkpoint times
 }
 
 func (r lagResult) rate() float64 { return float64(r.writes) / r.elapsed.Seconds() }
@@ -59,7 +60,11 @@ func (b *bench) lagPart(ctx context.Context) error {
 				r+1, what, res.writes, res.elapsed.Round(time.Millisecond), benchenv.Ops(res.rate()), *flagRate,
 				benchenv.Dur(pct(res.writeRT, 0.5)), benchenv.Dur(pct(res.writeRT, 0.99)))
 			if tailed {
-				fmt.Printf("; %d lag samples, %d changes applied", len(res.sampled), len(res.changes))
+				st := res.steps
+				fmt.Printf("; %d lag samples, %d changes applied in %d batches; ConvergeBatch p50 %s p99 %s max %s; checkpoint save p50 %s p99 %s max %s",
+					len(res.sampled), len(res.changes), len(st.converge),
+					benchenv.Dur(pct(st.converge, 0.5)), benchenv.Dur(pct(st.converge, 0.99)), benchenv.Dur(pct(st.converge, 1)),
+					benchenv.Dur(pct(st.save, 0.5)), benchenv.Dur(pct(st.save, 0.99)), benchenv.Dur(pct(st.save, 1)))
 			}
 			fmt.Println()
 		}
@@ -117,7 +122,8 @@ func (b *bench) lagRound(ctx context.Context, tailed bool) (lagResult, error) {
 	}
 	ts := &timedSource{}
 	var mu sync.Mutex // guards res.changes
-	tl, err := m.tailer(b.poll, func(s cdc.Source) cdc.Source { ts.Source = s; return ts }, func(applied int64) {
+	res.steps = &steps{}
+	tl, err := m.tailer(b.poll, hooks{steps: res.steps, wrap: func(s cdc.Source) cdc.Source { ts.Source = s; return ts }, saved: func(applied int64) {
 		now := time.Now()
 		ats := ts.pop(int(applied))
 		mu.Lock()
@@ -125,7 +131,7 @@ func (b *bench) lagRound(ctx context.Context, tailed bool) (lagResult, error) {
 			res.changes = append(res.changes, now.Sub(at))
 		}
 		mu.Unlock()
-	})
+	}})
 	if err != nil {
 		return res, err
 	}

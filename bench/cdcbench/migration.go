@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
+	"github.com/tandemdb/tandem/adapters"
 	"github.com/tandemdb/tandem/catalog"
 	"github.com/tandemdb/tandem/cdc"
 	"github.com/tandemdb/tandem/cdc/scaleout"
@@ -79,38 +81,79 @@ func (b *bench) newMigration(ctx context.Context, what string) (*migration, erro
 	return m, nil
 }
 
+// hooks are what a measurement observes of a tailer; every field is optional.
+type hooks struct {
+	wrap  func(cdc.Source) cdc.Source // wraps the source
+	saved func(applied int64)         // after each checkpoint, with the number of changes of its batch
+	steps *steps                      // the time of each ConvergeBatch call and of each checkpoint
+}
+
 // tailer is the forward tailer as tandem run builds it (cmd/tandem/cdccmd.go: the source's
 // defaults, the catalog for checkpoints and lag), without a lease (one process) and without
-// the backfill interplay (no backfill runs). wrap, if set, wraps the source; saved is called
-// after each checkpoint is saved with the number of changes of its batch.
-func (m *migration) tailer(poll time.Duration, wrap func(cdc.Source) cdc.Source, saved func(applied int64)) (*cdc.Tailer, error) {
+// the backfill interplay (no backfill runs).
+func (m *migration) tailer(poll time.Duration, h hooks) (*cdc.Tailer, error) {
 	var src cdc.Source
 	src, err := cdc.NewChangeStream(cdc.ChangeStreamConfig{Collection: m.old, Poll: poll, Logger: quiet})
 	if err != nil {
 		return nil, err
 	}
-	if wrap != nil {
-		src = wrap(src)
+	if h.wrap != nil {
+		src = h.wrap(src)
 	}
 	return cdc.NewTailer(cdc.TailerConfig{
-		Migration: scaleout.Migration, Direction: shadow.Forward, Source: src, Engine: m.engine,
-		Checkpoints: savedHook{Catalog: m.cat, saved: saved}, LagReporter: m.cat, Logger: quiet,
+		Migration: scaleout.Migration, Direction: shadow.Forward, Source: src, Engine: timedEngine{m.engine, h.steps},
+		Checkpoints: savedHook{Catalog: m.cat, h: h}, LagReporter: m.cat, Logger: quiet,
 	})
 }
 
-// savedHook is the catalog as a tailer's checkpoints, telling saved how many changes each
-// saved checkpoint covers: once it returns, those changes have landed.
-type savedHook struct {
-	*catalog.Catalog
-	saved func(applied int64)
+// steps collects how long the tailer's two writes per batch took: converging its keys
+// (reads of both stores, writes of new) and saving its checkpoint (the catalog, on FerretDB).
+type steps struct {
+	mu             sync.Mutex
+	converge, save []time.Duration
 }
 
-func (h savedHook) SaveCDCPosition(ctx context.Context, migration, path string, pos cdc.Position, at time.Time, applied int64) error {
-	if err := h.Catalog.SaveCDCPosition(ctx, migration, path, pos, at, applied); err != nil {
+func (s *steps) add(converge bool, d time.Duration) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if converge {
+		s.converge = append(s.converge, d)
+	} else {
+		s.save = append(s.save, d)
+	}
+}
+
+// timedEngine is the engine, timing each ConvergeBatch into steps.
+type timedEngine struct {
+	*shadow.Engine
+	steps *steps
+}
+
+func (e timedEngine) ConvergeBatch(ctx context.Context, keys []adapters.Key, dir shadow.Direction) ([]shadow.Result, error) {
+	start := time.Now()
+	res, err := e.Engine.ConvergeBatch(ctx, keys, dir)
+	e.steps.add(true, time.Since(start))
+	return res, err
+}
+
+// savedHook is the catalog as a tailer's checkpoints, timing each save into steps and then
+// telling saved how many changes it covers: once it returns, those changes have landed.
+type savedHook struct {
+	*catalog.Catalog
+	h hooks
+}
+
+func (s savedHook) SaveCDCPosition(ctx context.Context, migration, path string, pos cdc.Position, at time.Time, applied int64) error {
+	start := time.Now()
+	if err := s.Catalog.SaveCDCPosition(ctx, migration, path, pos, at, applied); err != nil {
 		return err
 	}
-	if h.saved != nil {
-		h.saved(applied)
+	s.h.steps.add(false, time.Since(start))
+	if s.h.saved != nil {
+		s.h.saved(applied)
 	}
 	return nil
 }
