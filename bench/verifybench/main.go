@@ -155,10 +155,14 @@ func (b *bench) measure(ctx context.Context, fx *fixture, rounds int) error {
 			fmt.Printf("# round %d, %s: %s docs/s (%s)\n", r+1, paths[i].name, benchenv.Ops(rate), d.Round(time.Millisecond))
 		}
 	}
-	dual := benchenv.Median(rates[len(paths)-1])
-	lookups := 0.0
-	if fx.lookups {
-		lookups = benchenv.Median(rates[1])
+	// Each ratio twice: of the medians, and the median of the rounds' ratios (a round's paths
+	// run back to back, so their ratio is less swayed by the load drifting between rounds).
+	ratio := func(i, base int) string {
+		per := make([]float64, len(rates[i]))
+		for k, v := range rates[i] {
+			per[k] = v / rates[base][k]
+		}
+		return fmt.Sprintf("%.2f (%.2f)", benchenv.Median(rates[i])/benchenv.Median(rates[base]), benchenv.Median(per))
 	}
 	fmt.Println()
 	fmt.Println("| path | docs/s (median) | rounds | ÷ raw dual scan | ÷ raw scan + look-ups |")
@@ -168,13 +172,14 @@ func (b *bench) measure(ctx context.Context, fx *fixture, rounds int) error {
 		for k, v := range rates[i] {
 			all[k] = benchenv.Ops(v)
 		}
-		med := benchenv.Median(rates[i])
 		vsLookups := "–"
-		if lookups > 0 {
-			vsLookups = fmt.Sprintf("%.2f", med/lookups)
+		if fx.lookups {
+			vsLookups = ratio(i, 1)
 		}
-		fmt.Printf("| %s | %s | %s | %.2f | %s |\n", p.name, benchenv.Ops(med), strings.Join(all, ", "), med/dual, vsLookups)
+		fmt.Printf("| %s | %s | %s | %s | %s |\n", p.name, benchenv.Ops(benchenv.Median(rates[i])), strings.Join(all, ", "),
+			ratio(i, len(paths)-1), vsLookups)
 	}
+	fmt.Println("\nRatios: of the medians, and in parentheses the median of the rounds' ratios.")
 	return nil
 }
 
