@@ -73,13 +73,14 @@ func (b *bench) applyTailer(ctx context.Context, n int) (time.Duration, error) {
 	var (
 		mu      sync.Mutex
 		applied int64
+		once    sync.Once
 		done    = make(chan struct{})
 	)
 	tl, err := m.tailer(b.poll, hooks{saved: func(a int64) {
 		mu.Lock()
 		defer mu.Unlock()
-		if applied += a; applied >= int64(n) && a > 0 {
-			close(done)
+		if applied += a; applied >= int64(n) {
+			once.Do(func() { close(done) })
 		}
 	}})
 	if err != nil {
