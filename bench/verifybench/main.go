@@ -51,6 +51,8 @@ var (
 	flagBatch       = flag.Int("batch", verify.DefaultBatch, "verify.Config.Batch, and the raw loops' batch")
 	flagConcurrency = flag.Int("concurrency", verify.DefaultConcurrency, "verify.Config.Concurrency, and the raw loops' goroutines")
 	flagTimeout     = flag.Duration("timeout", 30*time.Minute, "abort the whole run after this long")
+	flagDir         = flag.String("dir", "", "the FerretDB's SQLite folder (default: a temporary one, removed at the end); a tmpfs folder such as /dev/shm/verifybench takes the disk out")
+	flagCPUProfile  = flag.String("cpuprofile", "", "write a CPU profile of the first full pass (of the first target) to this file; the stores' FerretDB runs in this process and is profiled too")
 )
 
 func main() {
@@ -78,13 +80,13 @@ func run(targets []string) error {
 	fmt.Printf("# verifybench: %s, GOMAXPROCS %d, %d CPUs (%s), kernel %s, commit %s\n",
 		runtime.Version(), runtime.GOMAXPROCS(0), runtime.NumCPU(), benchenv.CPUModel(), benchenv.Kernel(), benchenv.GitCommit())
 	fmt.Printf("# command: %s\n", benchenv.CommandLine("./bench/verifybench"))
-	fmt.Printf("# settings: -docs %d -rounds %d -targets %s -partitions %d -batch %d -concurrency %d\n",
-		*flagDocs, *flagRounds, strings.Join(targets, ","), *flagPartitions, *flagBatch, *flagConcurrency)
+	fmt.Printf("# settings: -docs %d -rounds %d -targets %s -partitions %d -batch %d -concurrency %d -dir %q\n",
+		*flagDocs, *flagRounds, strings.Join(targets, ","), *flagPartitions, *flagBatch, *flagConcurrency, *flagDir)
 	fmt.Printf("# started %s, load average %s\n", time.Now().UTC().Format(time.RFC3339), benchenv.LoadAvg())
 
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	ferret, err := embedmongo.Start(sctx, embedmongo.Options{})
+	ferret, err := embedmongo.Start(sctx, embedmongo.Options{Dir: *flagDir})
 	if err != nil {
 		return fmt.Errorf("starting FerretDB: %w", err)
 	}
@@ -94,8 +96,12 @@ func run(targets []string) error {
 		return err
 	}
 	defer func() { _ = client.Disconnect(context.Background()) }()
-	b := &bench{client: client}
+	b := &bench{client: client, calls: &calls{}}
 	defer b.close()
+	if b.catalog, err = mongo.Connect(options.Client().ApplyURI(ferret.URI()).SetMonitor(b.calls.monitor())); err != nil {
+		return err
+	}
+	defer func() { _ = b.catalog.Disconnect(context.Background()) }()
 	for _, t := range targets {
 		var fx *fixture
 		switch t {

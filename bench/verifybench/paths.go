@@ -3,11 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/tandemdb/tandem/adapters"
@@ -37,9 +40,42 @@ forward:
 
 // bench holds the servers and clients a run shares.
 type bench struct {
-	client *mongo.Client // the embedded FerretDB: old stores, the MongoDB target, catalogs
-	moto   *testenv.Moto
-	runs   int
+	client   *mongo.Client // the embedded FerretDB: old stores, the MongoDB target, catalogs
+	catalog  *mongo.Client // the same FerretDB, for the catalogs, its commands counted in calls
+	calls    *calls
+	moto     *testenv.Moto
+	runs     int
+	profiled bool // the -cpuprofile of the first full pass is taken
+}
+
+// calls counts the catalog's commands and the time they took, from the driver's command
+// monitor: the full pass's catalog traffic, beside its reads of the stores.
+type calls struct {
+	mu    sync.Mutex
+	n     int
+	total time.Duration
+}
+
+func (c *calls) monitor() *event.CommandMonitor {
+	done := func(d time.Duration) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.n++
+		c.total += d
+	}
+	return &event.CommandMonitor{
+		Succeeded: func(_ context.Context, e *event.CommandSucceededEvent) { done(e.Duration) },
+		Failed:    func(_ context.Context, e *event.CommandFailedEvent) { done(e.Duration) },
+	}
+}
+
+// take returns the count and time so far and starts again from zero.
+func (c *calls) take() (int, time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, t := c.n, c.total
+	c.n, c.total = 0, 0
+	return n, t
 }
 
 func (b *bench) close() {
@@ -141,9 +177,22 @@ func (b *bench) fullPass(ctx context.Context, fx *fixture) (time.Duration, error
 	b.runs++
 	meta := b.client.Database(fmt.Sprintf("verifybench_meta_%d", b.runs))
 	defer func() { _ = meta.Drop(context.Background()) }()
-	cat, err := catalog.Open(ctx, b.client, catalog.WithDatabase(meta.Name()))
+	cat, err := catalog.Open(ctx, b.catalog, catalog.WithDatabase(meta.Name()))
 	if err != nil {
 		return 0, err
+	}
+	b.calls.take()
+	defer func() {
+		n, t := b.calls.take()
+		fmt.Printf("#   the full pass's catalog: %d commands, %s in all\n", n, t.Round(time.Millisecond))
+	}()
+	if *flagCPUProfile != "" && !b.profiled {
+		b.profiled = true
+		stop, err := profile(*flagCPUProfile)
+		if err != nil {
+			return 0, err
+		}
+		defer stop()
 	}
 	start := time.Now()
 	sum, err := verify.Run(ctx, verify.Config{
@@ -158,6 +207,22 @@ func (b *bench) fullPass(ctx context.Context, fx *fixture) (time.Duration, error
 		return 0, fmt.Errorf("the full pass compared %d keys of %d, clean %v: %v", sum.Keys, fx.docs, sum.Clean, sum.Samples)
 	}
 	return d, nil
+}
+
+// profile starts writing a CPU profile to file; stop ends it.
+func profile(file string) (stop func(), err error) {
+	f, err := os.Create(file)
+	if err != nil {
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}, nil
 }
 
 // scanTask is one partition of one store to scan; each batch's keys are then looked up in
