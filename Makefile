@@ -62,16 +62,22 @@ fuzz:
 ## raw copy loops, MongoDB and DynamoDB on moto from .venv, installed here if missing), the phase
 ## benchmark (client latency by migration phase, rollback propagation), the backfill benchmark,
 ## the journal benchmark (converge throughput with 1 and 2 journal worker processes, on the
-## Apache Kafka broker of .cache/kafka) and verification's full pass against a raw dual scan.
+## Apache Kafka broker of .cache/kafka), the change-stream benchmark (the tailer's apply rate
+## against a raw loop, and its lag under a steady 500 writes/s, on mongo-java-server of
+## .cache/mongojava) and verification's full pass against a raw dual scan (the go test
+## benchmark, MongoDB → MongoDB; then bench/verifybench, MongoDB → DynamoDB on moto and MongoDB →
+## MongoDB, against raw loops that read both stores the same way, in alternating rounds).
 ## Results and the commands behind them: BENCHMARKS.md.
-bench: $(VENV)/.installed kafka
+bench: $(VENV)/.installed kafka mongojava
 	$(GO) test -run '^$$' -bench . -benchmem ./proxy ./transform ./adapters
 	$(GO) run ./bench/proxybench
 	$(GO) run ./bench/convergebench
 	$(GO) run ./bench/phasebench
 	$(GO) run ./bench/backfillbench
 	$(GO) run ./bench/journalbench
+	$(GO) run ./bench/cdcbench
 	$(GO) test -run '^$$' -bench BenchmarkFullPass -benchtime 3x ./verify
+	$(GO) run ./bench/verifybench
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
