@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -118,12 +119,14 @@ type convergeSeed struct {
 	env    *convergeEnv
 	spec   string // the spec file
 	catDB  string
+	cat    *catalog.Catalog
 	rate   float64
 	old    *mongo.Collection
 	writes atomic.Int64
 	errMu  sync.Mutex
 	errs   []string
 	kids   map[string]*testenv.Child // the running backfill and tailer
+	base   map[string]int64          // what each had done when it started (done)
 }
 
 func (s *convergeSeed) fatalf(format string, args ...any) {
@@ -135,7 +138,7 @@ func (env *convergeEnv) runSeed(t *testing.T, seed uint64) {
 	began := time.Now()
 	rng := rand.New(rand.NewPCG(seed, 0x636f6e7665726765))
 	db := fmt.Sprintf("conv_%d", seed)
-	s := &convergeSeed{t: t, seed: seed, env: env, catDB: db + "_meta", kids: map[string]*testenv.Child{},
+	s := &convergeSeed{t: t, seed: seed, env: env, catDB: db + "_meta", kids: map[string]*testenv.Child{}, base: map[string]int64{},
 		rate: float64(20 + rng.IntN(40)), old: env.direct.Database(db).Collection("users")}
 	t.Cleanup(func() { s.cleanup(db) })
 	t.Cleanup(func() {
@@ -163,6 +166,9 @@ func (env *convergeEnv) runSeed(t *testing.T, seed uint64) {
 	if _, err := api.Advance(ctx, spec.Name, flags.PhaseShadow, fmt.Sprintf("convergence seed %d", seed)); err != nil {
 		s.fatalf("advancing to shadow: %v", err)
 	}
+	cat, err := catalog.Open(ctx, env.direct, catalog.WithDatabase(s.catDB))
+	require.NoError(t, err)
+	s.cat = cat
 	viaProxy, err := mongo.Connect(options.Client().ApplyURI(proxyURI))
 	require.NoError(t, err)
 	defer func() { _ = viaProxy.Disconnect(ctx) }()
@@ -174,15 +180,21 @@ func (env *convergeEnv) runSeed(t *testing.T, seed uint64) {
 	s.start("backfill")
 	s.start("tailer")
 	var wg sync.WaitGroup
+	stop := make(chan struct{})
 	for i, c := range []*mongo.Client{viaProxy, env.direct} {
 		w := rand.New(rand.NewPCG(rng.Uint64(), uint64(i)))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.write(c.Database(db).Collection("users"), w, 25+w.IntN(35), i == 0)
+			s.write(c.Database(db).Collection("users"), w, stop, i == 0)
 		}()
 	}
 	kills := s.killAtRandom(rng, 1+rng.IntN(2))
+	// The writes go on while the restarted processes work again: until the backfill has
+	// copied again (or is done), then a random moment more.
+	s.waitFor("backfill", 30*time.Second)
+	time.Sleep(time.Duration(50+rng.IntN(350)) * time.Millisecond)
+	close(stop)
 	wg.Wait()
 	marks = append(marks, time.Since(began))
 	if errs := s.writeErrors(); len(errs) > 0 {
@@ -195,8 +207,6 @@ func (env *convergeEnv) runSeed(t *testing.T, seed uint64) {
 	}
 	marks = append(marks, time.Since(began))
 	require.NoError(t, stopProxy(), "seed %d: the proxy stops cleanly", seed)
-	cat, err := catalog.Open(ctx, env.direct, catalog.WithDatabase(s.catDB))
-	require.NoError(t, err)
 	require.Eventually(t, func() bool { return s.applied(ctx, cat) > 0 }, time.Minute, 20*time.Millisecond,
 		"seed %d: the tailer applied nothing", seed)
 	s.kids["tailer"].CloseStdin()
@@ -210,7 +220,7 @@ func (env *convergeEnv) runSeed(t *testing.T, seed uint64) {
 		Old: adapters.NewMongoStore(s.old), New: adapters.NewMongoStore(newColl), Forward: spec.Forward, Catalog: cat})
 	require.NoError(t, err, "seed %d: verification", seed)
 	assert.True(t, sum.Clean, "seed %d: verification is clean: %+v", seed, sum)
-	n := expectStoresAgree(t, spec, s.old, newColl)
+	n := expectStoresAgree(t, fmt.Sprintf("seed %d", seed), spec, s.old, newColl)
 	assert.Equal(t, int64(n), sum.Keys, "seed %d: verification compared every key of old", seed)
 	p, err := backfill.Status(ctx, cat, spec.Name)
 	require.NoError(t, err, "seed %d: the backfill's state", seed)
@@ -247,20 +257,29 @@ func (s *convergeSeed) start(role string) {
 	require.NoError(s.t, err, "seed %d", s.seed)
 	s.t.Cleanup(c.Kill)
 	s.kids[role] = c
+	s.base[role] = s.done(role)
 }
 
-// killAtRandom kills a child kills times, each at a random moment of the next 50–900 ms, and
-// starts it again; it returns what it did. The backfill is chosen only while it runs: once it
-// is done, the tailer is killed instead.
+// killAtRandom SIGKILLs a child kills times and starts it again each time; it returns what it
+// did. A quarter of the kills hit a random moment of a process's first 600 ms (its start-up,
+// the plan, the wait for the dead one's leases), the others a random moment up to 300 ms after
+// it has done something (copied a batch, applied a change). The backfill is chosen only while it
+// runs: once it is done, the tailer is killed instead.
 func (s *convergeSeed) killAtRandom(rng *rand.Rand, kills int) string {
 	s.t.Helper()
 	var did []string
 	for range kills {
-		time.Sleep(time.Duration(50+rng.IntN(850)) * time.Millisecond)
 		role := "tailer"
 		if rng.IntN(2) == 0 {
 			role = "backfill"
 		}
+		early, delay := rng.IntN(4) == 0, rng.IntN(300)
+		if early {
+			delay = rng.IntN(600)
+		} else if !s.waitFor(role, 30*time.Second) {
+			s.t.Logf("seed %d: the %s did nothing for 30 s; killed anyway (%s)", s.seed, role, s.progress())
+		}
+		time.Sleep(time.Duration(delay) * time.Millisecond)
 		if ended, err := s.kids["backfill"].Exited(); role == "backfill" && ended {
 			if err != nil {
 				s.fatalf("the backfill process failed: %v\n%s", err, s.kids["backfill"].Tail(6000))
@@ -277,17 +296,50 @@ func (s *convergeSeed) killAtRandom(rng *rand.Rand, kills int) string {
 		} else {
 			s.env.tailerKills.Add(1)
 		}
-		did = append(did, fmt.Sprintf("%s killed after %d writes", role, s.writes.Load()))
+		did = append(did, fmt.Sprintf("%s killed after %d writes (%s)", role, s.writes.Load(), s.progress()))
 		s.start(role)
 	}
 	return strings.Join(did, ", ")
 }
 
-// write makes n random writes into coll (through the proxy or straight into old) and records
-// the errors.
-func (s *convergeSeed) write(coll *mongo.Collection, rng *rand.Rand, n int, proxied bool) {
+// done is how far the process of role has got: documents copied (-1 without a plan, the max
+// once the backfill is done) or changes applied.
+func (s *convergeSeed) done(role string) int64 {
 	ctx := context.Background()
-	for i := range n {
+	if role == "tailer" {
+		return s.applied(ctx, s.cat)
+	}
+	p, err := backfill.Status(ctx, s.cat, "users-v2")
+	switch {
+	case err != nil:
+		return -1
+	case p.State == backfill.StateDone:
+		return math.MaxInt64
+	}
+	return p.Copied
+}
+
+// waitFor waits up to d until the process of role has done something since it started, or
+// the backfill is done; false when it has not.
+func (s *convergeSeed) waitFor(role string, d time.Duration) bool {
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if n := s.done(role); n > s.base[role] || n == math.MaxInt64 {
+			return true
+		}
+	}
+	return false
+}
+
+// write writes into coll (through the proxy or straight into old) until stop, at most 500
+// times, and records the errors.
+func (s *convergeSeed) write(coll *mongo.Collection, rng *rand.Rand, stop <-chan struct{}, proxied bool) {
+	ctx := context.Background()
+	for i := range 500 {
+		select {
+		case <-stop:
+			return
+		default:
+		}
 		if err := convergeWrite(ctx, coll, rng, i); err != nil {
 			s.errMu.Lock()
 			s.errs = append(s.errs, fmt.Sprintf("write %d (proxied %t): %v", i, proxied, err))
@@ -331,6 +383,16 @@ func convergeWrite(ctx context.Context, coll *mongo.Collection, rng *rand.Rand, 
 		_, err = coll.DeleteMany(ctx, bson.D{{Key: "age", Value: bson.D{{Key: "$gte", Value: lo}, {Key: "$lt", Value: lo + 2}}}})
 	}
 	return err
+}
+
+// progress is what the backfill and the tailer have done so far, for the log.
+func (s *convergeSeed) progress() string {
+	ctx := context.Background()
+	copied := "no backfill plan yet"
+	if p, err := backfill.Status(ctx, s.cat, "users-v2"); err == nil {
+		copied = fmt.Sprintf("%d/%d partitions done, %d copied", p.PartitionsDone, p.Partitions, p.Copied)
+	}
+	return fmt.Sprintf("%s, %d changes applied", copied, s.applied(ctx, s.cat))
 }
 
 func (s *convergeSeed) writeErrors() []string {
