@@ -125,6 +125,9 @@ type convergeSeed struct {
 	writes atomic.Int64
 	errMu  sync.Mutex
 	errs   []string
+	began  time.Time
+	evMu   sync.Mutex
+	events []string                  // what happened when (event)
 	kids   map[string]*testenv.Child // the running backfill and tailer
 	base   map[string]int64          // what each had done when it started (done)
 }
@@ -139,10 +142,16 @@ func (env *convergeEnv) runSeed(t *testing.T, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 0x636f6e7665726765))
 	db := fmt.Sprintf("conv_%d", seed)
 	s := &convergeSeed{t: t, seed: seed, env: env, catDB: db + "_meta", kids: map[string]*testenv.Child{}, base: map[string]int64{},
-		rate: float64(20 + rng.IntN(40)), old: env.direct.Database(db).Collection("users")}
+		rate: float64(20 + rng.IntN(40)), old: env.direct.Database(db).Collection("users"), began: began}
 	t.Cleanup(func() { s.cleanup(db) })
 	t.Cleanup(func() {
 		if t.Failed() {
+			s.evMu.Lock()
+			t.Logf("seed %d: what happened:\n%s", seed, strings.Join(s.events, "\n"))
+			s.evMu.Unlock()
+			for role, c := range s.kids {
+				t.Logf("seed %d: the last %s process's output:\n%s", seed, role, c.Tail(4000))
+			}
 			t.Logf("seed %d failed; replay it with TANDEM_CONVERGE_SEED=%d go test -race -run 'TestConvergenceUnderKills' ./cmd/tandem", seed, seed)
 		}
 	})
@@ -257,6 +266,7 @@ func (s *convergeSeed) start(role string) {
 	require.NoError(s.t, err, "seed %d", s.seed)
 	s.t.Cleanup(c.Kill)
 	s.kids[role] = c
+	s.event("%s started: pid %d", role, c.PID())
 	s.base[role] = s.done(role)
 }
 
@@ -297,6 +307,7 @@ func (s *convergeSeed) killAtRandom(rng *rand.Rand, kills int) string {
 			s.env.tailerKills.Add(1)
 		}
 		did = append(did, fmt.Sprintf("%s killed after %d writes (%s)", role, s.writes.Load(), s.progress()))
+		s.event("%s killed: %s", role, s.progress())
 		s.start(role)
 	}
 	return strings.Join(did, ", ")
@@ -334,15 +345,21 @@ func (s *convergeSeed) waitFor(role string, d time.Duration) bool {
 // times, and records the errors.
 func (s *convergeSeed) write(coll *mongo.Collection, rng *rand.Rand, stop <-chan struct{}, proxied bool) {
 	ctx := context.Background()
-	for i := range 500 {
+	who := "direct"
+	if proxied {
+		who = "proxy"
+	}
+	for range 500 {
 		select {
 		case <-stop:
 			return
 		default:
 		}
-		if err := convergeWrite(ctx, coll, rng, i); err != nil {
+		did, err := convergeWrite(ctx, coll, rng)
+		s.event("%s %s", who, did)
+		if err != nil {
 			s.errMu.Lock()
-			s.errs = append(s.errs, fmt.Sprintf("write %d (proxied %t): %v", i, proxied, err))
+			s.errs = append(s.errs, fmt.Sprintf("%s %s: %v", who, did, err))
 			s.errMu.Unlock()
 		}
 		s.writes.Add(1)
@@ -351,38 +368,66 @@ func (s *convergeSeed) write(coll *mongo.Collection, rng *rand.Rand, stop <-chan
 }
 
 // convergeWrite is one random write of every kind the issue names; every document it leaves
-// stays transformable (an email with an @, an int32 age).
-func convergeWrite(ctx context.Context, coll *mongo.Collection, rng *rand.Rand, i int) error {
+// stays transformable (an email with an @, an int32 age). It returns what it did, for the log
+// of a failed seed.
+func convergeWrite(ctx context.Context, coll *mongo.Collection, rng *rand.Rand) (string, error) {
 	id := convergeKey(rng)
 	byID := bson.D{{Key: "_id", Value: id}}
 	n := rng.IntN(1000)
-	var err error
 	switch r := rng.IntN(100); {
 	case r < 25:
-		_, err = coll.InsertOne(ctx, e2eUser(id, n))
+		_, err := coll.InsertOne(ctx, e2eUser(id, n))
 		if mongo.IsDuplicateKeyError(err) {
-			err = nil
+			return fmt.Sprintf("insert %s/%d: duplicate", id, n), nil
 		}
+		return fmt.Sprintf("insert %s/%d", id, n), err
 	case r < 45:
-		_, err = coll.UpdateOne(ctx, byID, bson.D{{Key: "$set", Value: bson.D{{Key: "name", Value: fmt.Sprintf("Set %d", n)}, {Key: "age", Value: int32(18 + n%60)}}}})
+		res, err := coll.UpdateOne(ctx, byID, bson.D{{Key: "$set", Value: bson.D{{Key: "name", Value: fmt.Sprintf("Set %d", n)}, {Key: "age", Value: int32(18 + n%60)}}}})
+		return fmt.Sprintf("updateOne %s: $set name, age %d: %s", id, 18+n%60, updated(res)), err
 	case r < 60:
-		_, err = coll.ReplaceOne(ctx, byID, e2eUser(id, n)[1:], options.Replace().SetUpsert(rng.IntN(2) == 0))
+		upsert := rng.IntN(2) == 0
+		res, err := coll.ReplaceOne(ctx, byID, e2eUser(id, n)[1:], options.Replace().SetUpsert(upsert))
+		return fmt.Sprintf("replaceOne %s/%d upsert %t: %s", id, n, upsert, updated(res)), err
 	case r < 72:
-		_, err = coll.DeleteOne(ctx, byID)
+		res, err := coll.DeleteOne(ctx, byID)
+		return fmt.Sprintf("deleteOne %s: %s", id, deleted(res)), err
 	case r < 82:
-		err = coll.FindOneAndUpdate(ctx, byID, bson.D{{Key: "$set", Value: bson.D{{Key: "email", Value: fmt.Sprintf("f%d@example.org", n)}}}}).Err()
+		err := coll.FindOneAndUpdate(ctx, byID, bson.D{{Key: "$set", Value: bson.D{{Key: "email", Value: fmt.Sprintf("f%d@example.org", n)}}}}).Err()
 		if errors.Is(err, mongo.ErrNoDocuments) {
-			err = nil
+			return fmt.Sprintf("findOneAndUpdate %s: no document", id), nil
 		}
+		return fmt.Sprintf("findOneAndUpdate %s: $set email", id), err
 	case r < 94:
 		lo := int32(18 + rng.IntN(60))
-		_, err = coll.UpdateMany(ctx, bson.D{{Key: "age", Value: bson.D{{Key: "$gte", Value: lo}, {Key: "$lt", Value: lo + 8}}}},
+		res, err := coll.UpdateMany(ctx, bson.D{{Key: "age", Value: bson.D{{Key: "$gte", Value: lo}, {Key: "$lt", Value: lo + 8}}}},
 			bson.D{{Key: "$set", Value: bson.D{{Key: "name", Value: fmt.Sprintf("Many %d", n)}}}})
+		return fmt.Sprintf("updateMany age %d-%d: %s", lo, lo+7, updated(res)), err
 	default:
 		lo := int32(18 + rng.IntN(60))
-		_, err = coll.DeleteMany(ctx, bson.D{{Key: "age", Value: bson.D{{Key: "$gte", Value: lo}, {Key: "$lt", Value: lo + 2}}}})
+		res, err := coll.DeleteMany(ctx, bson.D{{Key: "age", Value: bson.D{{Key: "$gte", Value: lo}, {Key: "$lt", Value: lo + 2}}}})
+		return fmt.Sprintf("deleteMany age %d-%d: %s", lo, lo+1, deleted(res)), err
 	}
-	return err
+}
+
+func updated(r *mongo.UpdateResult) string {
+	if r == nil {
+		return "failed"
+	}
+	return fmt.Sprintf("matched %d, modified %d, upserted %v", r.MatchedCount, r.ModifiedCount, r.UpsertedID)
+}
+
+func deleted(r *mongo.DeleteResult) string {
+	if r == nil {
+		return "failed"
+	}
+	return fmt.Sprintf("deleted %d", r.DeletedCount)
+}
+
+// event records what happened when, for the log of a failed seed.
+func (s *convergeSeed) event(format string, args ...any) {
+	s.evMu.Lock()
+	defer s.evMu.Unlock()
+	s.events = append(s.events, fmt.Sprintf("%8s %s", time.Since(s.began).Round(time.Millisecond), fmt.Sprintf(format, args...)))
 }
 
 // progress is what the backfill and the tailer have done so far, for the log.
