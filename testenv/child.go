@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -37,13 +38,24 @@ func StartChild(env ...string) (*Child, error) {
 	if c.stdin, err = c.cmd.StdinPipe(); err != nil {
 		return nil, fmt.Errorf("child process: %w", err)
 	}
-	if err := c.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting a child process of %s: %w", os.Args[0], err)
-	}
+	// The kernel sends Pdeathsig when the thread that started the child ends, not the process
+	// (golang/go#27505): the child is started and waited for on one locked thread, which
+	// therefore lives as long as the child.
+	started := make(chan error, 1)
 	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := c.cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
 		c.err = c.cmd.Wait()
 		close(c.done)
 	}()
+	if err := <-started; err != nil {
+		return nil, fmt.Errorf("starting a child process of %s: %w", os.Args[0], err)
+	}
 	return c, nil
 }
 
