@@ -21,6 +21,9 @@ export TANDEM_REQUIRE_CHROMIUM := 1
 MONGOJAVA := .cache/mongojava
 export TANDEM_MONGOJAVA := $(CURDIR)/$(MONGOJAVA)
 
+# The store sizes of the verification memory benchmark (BenchmarkFullPassMemory).
+VERIFY_MEM_SIZES ?= 20000,100000
+
 .PHONY: all build run test test-go fuzz bench lint clients kafka mongojava chromium clean
 
 all: build
@@ -53,7 +56,9 @@ fuzz:
 ## raw copy loops, MongoDB and DynamoDB on moto from .venv, installed here if missing), the phase
 ## benchmark (client latency by migration phase, rollback propagation), the backfill benchmark,
 ## the journal benchmark (converge throughput with 1 and 2 journal worker processes, on the
-## Apache Kafka broker of .cache/kafka) and verification's full pass against a raw dual scan.
+## Apache Kafka broker of .cache/kafka), verification's full pass against a raw dual scan, and
+## the memory of a full pass at the store sizes VERIFY_MEM_SIZES (about 10 min at the default;
+## `make bench VERIFY_MEM_SIZES=100000,300000,1000000` for the big ones, hours on 2 cores).
 ## Results and the commands behind them: BENCHMARKS.md.
 bench: $(VENV)/.installed kafka
 	$(GO) test -run '^$$' -bench . -benchmem ./proxy ./transform ./adapters
@@ -62,7 +67,8 @@ bench: $(VENV)/.installed kafka
 	$(GO) run ./bench/phasebench
 	$(GO) run ./bench/backfillbench
 	$(GO) run ./bench/journalbench
-	$(GO) test -run '^$$' -bench BenchmarkFullPass -benchtime 3x ./verify
+	$(GO) test -run '^$$' -bench 'BenchmarkFullPass$$' -benchtime 3x ./verify
+	TANDEM_BENCH_VERIFY_SIZES=$(VERIFY_MEM_SIZES) $(GO) test -run '^$$' -bench BenchmarkFullPassMemory -benchtime 1x -timeout 3h ./verify
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
