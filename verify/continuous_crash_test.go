@@ -142,10 +142,12 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 // generations, the rolling sample, a drift record), restarting it each time, while a writer
 // changes keys and announces them through the change source the child reads. Differences are
 // planted before the start (found by the full pass) and after the full pass (one kind
-// announced, found by a recheck; one silent, found by the rolling sample). Once the writer
-// stops, a last child runs until the state settles and is killed too. Then: every planted
-// difference is recorded once, confirmed, with its kind; every key the writer changed that
-// differed on the way is resolved, none confirmed or pending; the one run was resumed by every
+// announced, found by a recheck; one silent, found by the rolling sample), and some keys lag:
+// their new document is written only once the verifier has recorded them as different. Once
+// the writer stops, a last child runs until the state settles and is killed too. Then: every
+// planted difference is recorded once, confirmed, with its kind; every key that differed on
+// the way and converged (the lagging ones, the writer's) is resolved, none confirmed or
+// pending; the legacy mismatch list names no key twice; the one run was resumed by every
 // restart, its full pass compared each key once, its state, drift and gate agree with the
 // mismatches; and a fresh uninterrupted comparison finds exactly the planted differences.
 func TestContinuousSurvivesKills(t *testing.T) {
@@ -158,11 +160,10 @@ func TestContinuousSurvivesKills(t *testing.T) {
 		n = 100
 	}
 	want := f.plant(t, n)
-	// The writer changes users other than the planted (i%50 of 7, 19, 33) and those planted
-	// after the full pass (11: announced, 23: silent).
-	// A third set (29) lags on purpose after the full pass: old is written and announced,
-	// and new only once the verifier has recorded the difference, so that each is seen to
-	// differ and must end resolved.
+	// The writer changes users other than the planted (i%50 of 7, 19, 33), those planted
+	// after the full pass (11: announced, 23: silent) and those that lag on purpose after it
+	// (29: old is written and announced, new only once the verifier has recorded the
+	// difference, so that each is seen to differ and must end resolved).
 	var writerKeys, announced, silent, lagging []int
 	for i := range n {
 		switch i % 50 {
@@ -363,14 +364,7 @@ func TestContinuousSurvivesKills(t *testing.T) {
 	assert.Empty(t, wrong, "planted differences of the wrong kind or state")
 	assert.Empty(t, stale, "differences of converged keys still open")
 	t.Logf("%d keys differed on the way and were resolved (%d lagging on purpose; %d confirmed before their write converged)", resolved, len(lagging), confirmedOnce)
-	legacy, err := f.cat.Mismatches(ctx, migration, 0)
-	require.NoError(t, err)
-	seen := map[string]bool{}
-	for _, m := range legacy {
-		ks := adapters.KeyString(m.Key)
-		assert.False(t, seen[ks], "legacy mismatch of %s recorded twice", ks)
-		seen[ks] = true
-	}
+	f.legacyOnce(t)
 
 	// Drift: in time order, over generations that only grow, ending with the settled state.
 	drift, err := f.cat.VerifyDrift(ctx, migration, st.RunID, time.Time{})
@@ -387,18 +381,5 @@ func TestContinuousSurvivesKills(t *testing.T) {
 	g := f.verificationGate(t)
 	assert.False(t, g.OK)
 	assert.Contains(t, g.Detail, fmt.Sprintf("%d confirmed mismatches outstanding", len(want)))
-
-	// The reference: one uninterrupted comparison, by look-ups, in a fresh catalog.
-	ref := newFixture(t)
-	ref.old, ref.new = f.old, f.new
-	cfg := ref.config()
-	cfg.NoMerge = true
-	sum, err := verify.Run(ctx, cfg)
-	require.NoError(t, err)
-	refFound := ref.found(t)
-	assert.Len(t, refFound, len(want))
-	for k, m := range refFound {
-		assert.Equal(t, want[k], m.Kind, k)
-	}
-	assert.Equal(t, int64(len(want)), sum.Mismatches)
+	f.assertReferenceFinds(t, want)
 }
