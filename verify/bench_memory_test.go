@@ -266,7 +266,8 @@ func memChildMain() int {
 // watchHeap samples the heap with runtime/metrics (no stop of the world) every 20ms into rep
 // until the returned function is called. With TANDEM_BENCH_HEAPPROF=FILE it writes a heap
 // profile to FILE at a new peak of the live heap, at most once a second, to see whose memory
-// it is; with TANDEM_BENCH_TRACE set it prints the memory every 10s on stderr.
+// it is; with TANDEM_BENCH_TRACE set it prints the memory about every 10s (500 samples) on
+// stderr.
 func watchHeap(rep *memReport) func() {
 	samples := []metrics.Sample{
 		{Name: "/memory/classes/heap/objects:bytes"},
@@ -276,6 +277,7 @@ func watchHeap(rep *memReport) func() {
 	prof := os.Getenv("TANDEM_BENCH_HEAPPROF")
 	trace := os.Getenv("TANDEM_BENCH_TRACE") != ""
 	var written time.Time
+	start := time.Now()
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -299,8 +301,8 @@ func watchHeap(rep *memReport) func() {
 			rep.Samples++
 			if trace && rep.Samples%500 == 0 {
 				rss, _ := procStatusKiB("VmRSS")
-				fmt.Fprintf(os.Stderr, "verifier child: %3ds VmRSS %.1f MiB, heap in use %.1f MiB, live %.1f MiB, %d goroutines\n",
-					rep.Samples/50, float64(rss)/1024, inUse/(1<<20), live/(1<<20), runtime.NumGoroutine())
+				fmt.Fprintf(os.Stderr, "verifier child: %3.0fs VmRSS %.1f MiB, heap in use %.1f MiB, live %.1f MiB, %d goroutines\n",
+					time.Since(start).Seconds(), float64(rss)/1024, inUse/(1<<20), live/(1<<20), runtime.NumGoroutine())
 			}
 			select {
 			case <-done:
