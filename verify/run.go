@@ -327,16 +327,9 @@ func (v *verifier) advance(ctx context.Context, run catalog.VerifyRun, gen catal
 	return false, err
 }
 
-// changesLookback is how far before a generation's start the next one asks for changed
-// keys. A source stamps a change before it can be read (the catalog's records are stamped,
-// then inserted), so a change stamped just before a generation started may become visible
-// only after that generation read the changes; the overlap rechecks such keys once more
-// rather than never.
-const changesLookback = time.Second
-
 // recheckKeys are the keys the generation after gen compares: the mismatches still pending,
 // the confirmed ones repaired since they were last compared, and the keys that changed
-// since gen started (changesLookback before it).
+// since gen started.
 func (v *verifier) recheckKeys(ctx context.Context, run catalog.VerifyRun, gen catalog.VerifyGeneration) ([]any, error) {
 	open, err := v.cfg.Catalog.OpenVerifyMismatches(ctx, run.Migration, run.RunID, catalog.MismatchPending, catalog.MismatchConfirmed)
 	if err != nil {
@@ -360,7 +353,7 @@ func (v *verifier) recheckKeys(ctx context.Context, run catalog.VerifyRun, gen c
 		}
 	}
 	if v.cfg.Changes != nil {
-		changed, err := v.cfg.Changes.ChangedSince(ctx, gen.Started.Add(-changesLookback), 100*v.cfg.Batch)
+		changed, err := v.cfg.Changes.ChangedSince(ctx, gen.Started, 100*v.cfg.Batch)
 		if err != nil {
 			return nil, fmt.Errorf("reading the keys changed since %s: %w", gen.Started.Format(time.RFC3339), err)
 		}
