@@ -60,8 +60,8 @@ func (l changeLog) ChangedSince(ctx context.Context, since time.Time, limit int)
 }
 
 // continuousConfig turns a child's config into the continuous kill test's: the change log as
-// its Changes, a rolling sample, generations and drift every few hundred milliseconds, and a
-// settle time a little longer than the writer's lag.
+// its Changes, a rolling sample, a generation every few hundred milliseconds at most, drift
+// every second, and a settle time of about the writer's lag.
 func (f *fixture) continuousConfig(cfg *verify.Config) {
 	cfg.Changes = f.changeLog()
 	// Drift is recorded every second, not more often: each record computes the run's state
