@@ -21,6 +21,9 @@ export TANDEM_REQUIRE_CHROMIUM := 1
 MONGOJAVA := .cache/mongojava
 export TANDEM_MONGOJAVA := $(CURDIR)/$(MONGOJAVA)
 
+# The store sizes of the verification memory benchmark (BenchmarkFullPassMemory).
+VERIFY_MEM_SIZES ?= 20000,100000
+
 # The tests' MongoDB, embedded FerretDB, runs as a process of its own built without the race
 # detector (testenv/ferretdb): inside a -race test binary its SQLite engine is ten times slower.
 FERRETDB_BIN := .cache/bin/ferretdb
@@ -73,7 +76,9 @@ soak: mongojava ferretdb
 ## against a raw loop, and its lag under a steady 500 writes/s, on mongo-java-server of
 ## .cache/mongojava) and verification's full pass against a raw dual scan (the go test
 ## benchmark, MongoDB → MongoDB; then bench/verifybench, MongoDB → DynamoDB on moto and MongoDB →
-## MongoDB, against raw loops that read both stores the same way, in alternating rounds).
+## MongoDB, against raw loops that read both stores the same way, in alternating rounds), and
+## the memory of a full pass at the store sizes VERIFY_MEM_SIZES (about 10 min at the default;
+## `make bench VERIFY_MEM_SIZES=100000,300000,1000000` for the big ones, hours on 2 cores).
 ## Results and the commands behind them: BENCHMARKS.md.
 bench: $(VENV)/.installed kafka mongojava
 	$(GO) test -run '^$$' -bench . -benchmem ./proxy ./transform ./adapters
@@ -83,8 +88,9 @@ bench: $(VENV)/.installed kafka mongojava
 	$(GO) run ./bench/backfillbench
 	$(GO) run ./bench/journalbench
 	$(GO) run ./bench/cdcbench
-	$(GO) test -run '^$$' -bench BenchmarkFullPass -benchtime 3x ./verify
+	$(GO) test -run '^$$' -bench 'BenchmarkFullPass$$' -benchtime 3x ./verify
 	$(GO) run ./bench/verifybench
+	TANDEM_BENCH_VERIFY_SIZES=$(VERIFY_MEM_SIZES) $(GO) test -run '^$$' -bench BenchmarkFullPassMemory -benchtime 1x -timeout 3h ./verify
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
