@@ -17,8 +17,8 @@ import (
 
 	"github.com/tandemdb/tandem/adapters"
 	"github.com/tandemdb/tandem/catalog"
-	"github.com/tandemdb/tandem/embedmongo"
 	"github.com/tandemdb/tandem/flags"
+	"github.com/tandemdb/tandem/testenv"
 	"github.com/tandemdb/tandem/transform"
 	"github.com/tandemdb/tandem/verify"
 )
@@ -41,10 +41,16 @@ func TestMain(m *testing.M) {
 	case os.Getenv("TANDEM_VERIFY_MEMCHILD") != "":
 		os.Exit(memChildMain())
 	}
+	dir, err := os.MkdirTemp("", "tandem-verify-ferretdb-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "making the test server's folder:", err)
+		os.Exit(1)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	srv, err := embedmongo.Start(ctx, embedmongo.Options{})
+	srv, err := testenv.StartMongo(ctx, dir, "") // a process of its own under make test
 	cancel()
 	if err != nil {
+		_ = os.RemoveAll(dir)
 		fmt.Fprintln(os.Stderr, "starting embedded FerretDB:", err)
 		os.Exit(1)
 	}
@@ -57,6 +63,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	_ = client.Disconnect(context.Background())
 	srv.Stop()
+	_ = os.RemoveAll(dir)
 	os.Exit(code)
 }
 
