@@ -21,7 +21,15 @@ export TANDEM_REQUIRE_CHROMIUM := 1
 MONGOJAVA := .cache/mongojava
 export TANDEM_MONGOJAVA := $(CURDIR)/$(MONGOJAVA)
 
-.PHONY: all build run test test-go fuzz bench lint clients kafka mongojava chromium postgresql clean
+# The store sizes of the verification memory benchmark (BenchmarkFullPassMemory).
+VERIFY_MEM_SIZES ?= 20000,100000
+
+# The tests' MongoDB, embedded FerretDB, runs as a process of its own built without the race
+# detector (testenv/ferretdb): inside a -race test binary its SQLite engine is ten times slower.
+FERRETDB_BIN := .cache/bin/ferretdb
+export TANDEM_FERRETDB_BIN := $(CURDIR)/$(FERRETDB_BIN)
+
+.PHONY: all build run test test-go fuzz soak bench lint clients kafka mongojava chromium ferretdb postgresql clean
 
 all: build
 
@@ -36,11 +44,15 @@ run: build
 ## it fails if a server the tests started from this repository (a Kafka broker on the jars of
 ## .cache/kafka, moto from .venv) still runs. The kernel kills those when their test binary
 ## ends (PR_SET_PDEATHSIG), so the check waits up to 3 s for the last to go.
-test: clients kafka mongojava chromium test-go fuzz
+test: clients kafka mongojava chromium ferretdb test-go fuzz
 	@for i in 1 2 3 4; do \
-		left=$$(pgrep -af -- '$(CURDIR)/(\.cache/kafka/lib|\.cache/mongojava/classes|\.venv/bin/python -m moto\.server)' || true); \
+		left=$$(pgrep -af -- '$(CURDIR)/(\.cache/bin/ferretdb|\.cache/kafka/lib|\.cache/mongojava/classes|\.venv/bin/python -m moto\.server)' || true); \
 		[ -z "$$left" ] && exit 0; [ $$i -lt 4 ] && sleep 1; \
 	done; echo "make test: processes left behind by the tests:" >&2; echo "$$left" >&2; exit 1
+
+## ferretdb: the tests' FerretDB server (go build is incremental, so this is quick when current).
+ferretdb:
+	$(GO) build -o $(FERRETDB_BIN) ./testenv/ferretdb
 
 test-go:
 	$(GO) test -race -count=1 -timeout 30m ./...
@@ -48,12 +60,25 @@ test-go:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 20s ./proxy
 
+## soak: the randomized convergence test (cmd/tandem TestConvergenceUnderKills) with 1,000
+## seeds instead of make test's 50, on mongo-java-server: about an hour on 2 cores (3.7 s a seed
+## measured over 150; docs/cdc.md, Tests). One seed again: TANDEM_CONVERGE_SEED=N go test -race
+## -run TestConvergenceUnderKills ./cmd/tandem.
+soak: mongojava ferretdb
+	TANDEM_CONVERGE_SEEDS=1000 $(GO) test -race -count=1 -timeout 3h -run '^TestConvergenceUnderKills$$' ./cmd/tandem
+
 ## bench: every benchmark, in this order: the go test benchmarks of proxy, transform and adapters,
 ## the proxy benchmark (direct vs raw forwarder vs tandem), the converge benchmark (converge vs
 ## raw copy loops, MongoDB and DynamoDB on moto from .venv, installed here if missing), the phase
 ## benchmark (client latency by migration phase, rollback propagation), the backfill benchmark,
 ## the journal benchmark (converge throughput with 1 and 2 journal worker processes, on the
-## Apache Kafka broker of .cache/kafka) and verification's full pass against a raw dual scan.
+## Apache Kafka broker of .cache/kafka), the change-stream benchmark (the tailer's apply rate
+## against a raw loop, and its lag under a steady 500 writes/s, on mongo-java-server of
+## .cache/mongojava) and verification's full pass against a raw dual scan (the go test
+## benchmark, MongoDB → MongoDB; then bench/verifybench, MongoDB → DynamoDB on moto and MongoDB →
+## MongoDB, against raw loops that read both stores the same way, in alternating rounds), and
+## the memory of a full pass at the store sizes VERIFY_MEM_SIZES (about 10 min at the default;
+## `make bench VERIFY_MEM_SIZES=100000,300000,1000000` for the big ones, hours on 2 cores).
 ## Results and the commands behind them: BENCHMARKS.md.
 ##
 ## The backfill benchmark runs FerretDB on a private PostgreSQL cluster (package embedmongo,
@@ -64,14 +89,17 @@ fuzz:
 BACKFILL_DOCS     ?= 2000
 BACKFILL_RSS_DOCS ?= 1000,5000
 BACKFILL_TIMEOUT  ?= 30m
-bench: $(VENV)/.installed kafka postgresql
+bench: $(VENV)/.installed kafka mongojava postgresql
 	$(GO) test -run '^$$' -bench . -benchmem ./proxy ./transform ./adapters
 	$(GO) run ./bench/proxybench
 	$(GO) run ./bench/convergebench
 	$(GO) run ./bench/phasebench
 	$(GO) run ./bench/backfillbench -store postgresql -docs $(BACKFILL_DOCS) -rss-docs $(BACKFILL_RSS_DOCS) -timeout $(BACKFILL_TIMEOUT)
 	$(GO) run ./bench/journalbench
-	$(GO) test -run '^$$' -bench BenchmarkFullPass -benchtime 3x ./verify
+	$(GO) run ./bench/cdcbench
+	$(GO) test -run '^$$' -bench 'BenchmarkFullPass$$' -benchtime 3x ./verify
+	$(GO) run ./bench/verifybench
+	TANDEM_BENCH_VERIFY_SIZES=$(VERIFY_MEM_SIZES) $(GO) test -run '^$$' -bench BenchmarkFullPassMemory -benchtime 1x -timeout 3h ./verify
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -20,8 +20,8 @@ type Disposition int
 const (
 	// ConvergeNow: the copy has passed the key (or will never reach it): converge at once.
 	ConvergeNow Disposition = iota
-	// LeaveToCopy: the key lies beyond its partition's copy position, so the copy will read it
-	// after the change: converging it now would be work the copy repeats.
+	// LeaveToCopy: the key lies in a partition no process has started to copy, so the copy will
+	// read it after the change: converging it now would be work the copy repeats.
 	LeaveToCopy
 	// AfterBatch: the key is in the batch its partition is writing: converge it after that
 	// batch lands, so the batch's older copy cannot land over the converge.
@@ -48,16 +48,19 @@ type BackfillCatalog interface {
 //
 //   - a delete is converged now: the copy copies what exists and never removes a key from the
 //     target, so only a converge removes what an earlier converge may have written;
-//   - a key in no partition (no plan, a key class or range the plan does not cover, a done
-//     partition) or at or behind its partition's checkpoint: now;
-//   - a key among its partition's Pending keys: after the batch lands;
-//   - a key beyond the checkpoint of a partition not done: left to the copy.
+//   - a key of a partition no process has claimed yet: left to the copy, whose first read of
+//     the partition follows its claim, so follows this look at the leases, so follows the change;
+//   - a key among the Pending keys of its partition's batch: after the batch lands;
+//   - any other key (no plan, a key class or range the plan does not cover, a done partition,
+//     behind or beyond a claimed partition's checkpoint): now.
 //
-// Leaving a key to the copy is safe with the backfill's re-check: if the copy had read the key
-// before the change, the lease named no Pending keys and no checkpoint past it when it was
-// read here, so the batch's re-check, which follows its write, reads the key after the change
-// and converges it. Keys whose order this code does not know (documents, binaries, dates…) are
-// converged now, which is always correct.
+// A key beyond the checkpoint of a claimed partition is not left to the copy: the copy may have
+// read past it before the change without having announced that batch yet, or its cursor may
+// already hold the rest of the partition, and a key that did not exist when the copy read its
+// range is in no batch's re-check, so the checkpoint would move past it and nothing would copy
+// it (TestConvergenceUnderKills found such inserts lost). Converging it now is always correct:
+// the copy's later write of the key is re-checked against the source like any other. Keys whose
+// order this code does not know (documents, binaries, dates…) are converged now too.
 type BackfillInterplay struct {
 	cat       BackfillCatalog
 	migration string
@@ -127,16 +130,11 @@ func classify(key adapters.Key, parts []catalog.BackfillPartition, leases map[in
 		switch {
 		case !claimed:
 			return LeaveToCopy
-		case l.Done:
-			return ConvergeNow
-		case pending(key, l.Pending):
+		case pending(key, l.Pending) && !l.Done:
 			return AfterBatch
-		case !l.HasAfter:
-			return LeaveToCopy
 		}
-		if c, ok := compareKeys(key, l.After); ok && c > 0 {
-			return LeaveToCopy
-		}
+		// Claimed and beyond the checkpoint, behind it, or done: now. A key beyond the
+		// checkpoint is not left to the copy, which may have read past it already.
 		return ConvergeNow
 	}
 	return ConvergeNow

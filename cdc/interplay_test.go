@@ -55,7 +55,8 @@ func TestBackfillInterplayClassifies(t *testing.T) {
 		{"b", cdc.OpUpdate, cdc.ConvergeNow},                          // behind the checkpoint
 		{"f", cdc.OpUpdate, cdc.ConvergeNow},                          // the checkpoint itself was copied
 		{"g", cdc.OpUpdate, cdc.AfterBatch},                           // in the batch being written
-		{"k", cdc.OpUpdate, cdc.LeaveToCopy},                          // beyond the checkpoint
+		{"gg", cdc.OpInsert, cdc.ConvergeNow},                         // a new key in the batch's range: in no batch
+		{"k", cdc.OpUpdate, cdc.ConvergeNow},                          // beyond the checkpoint: the copy may have read past it
 		{"k", cdc.OpDelete, cdc.ConvergeNow},                          // a delete: the copy removes nothing
 		{"q", cdc.OpInsert, cdc.LeaveToCopy},                          // a partition nobody claimed yet
 		{int64(5), cdc.OpInsert, cdc.ConvergeNow},                     // a done partition
@@ -77,8 +78,8 @@ func TestBackfillInterplayClassifies(t *testing.T) {
 
 // TestTailerWaitsForTheBatchBeingCopied runs a forward tailer beside a backfill's state: a
 // change to a key of the batch being written is converged only once the batch's checkpoint
-// lands; a key beyond the copy position is left to the copy; one behind it is converged at
-// once.
+// lands; a key of a partition nobody has claimed is left to the copy; one behind or beyond the
+// copy position of a claimed partition is converged at once.
 func TestTailerWaitsForTheBatchBeingCopied(t *testing.T) {
 	f := newCSFixture(t)
 	ctx := context.Background()
@@ -92,7 +93,9 @@ func TestTailerWaitsForTheBatchBeingCopied(t *testing.T) {
 	})
 	require.NoError(t, err)
 	start(t, tl)
-	for _, id := range []string{"b", "g", "k"} {
+	// b and k first: the tailer waits for g's batch before it takes the next batch, so b and k
+	// must not be read after g, however the stream splits the four inserts into batches.
+	for _, id := range []string{"b", "k", "g", "q"} {
 		_, err := f.oldColl.InsertOne(ctx, oldDoc(id, 1))
 		require.NoError(t, err)
 	}
@@ -101,7 +104,7 @@ func TestTailerWaitsForTheBatchBeingCopied(t *testing.T) {
 		require.NoError(t, err)
 		return n == 1
 	}
-	eventually(t, "b converged", func() bool { return has("b") })
+	eventually(t, "b and k converged", func() bool { return has("b") && has("k") })
 	eventually(t, "g waiting for its batch", func() bool {
 		return metric(t, f.reg, "tandem_cdc_backfill_interplay_total", map[string]string{"disposition": "after_batch"}) == 1
 	})
@@ -111,9 +114,9 @@ func TestTailerWaitsForTheBatchBeingCopied(t *testing.T) {
 	copying.After, copying.Pending, copying.UpdatedAt = "h", nil, time.Now()
 	require.NoError(t, f.cat.SaveBackfillLease(ctx, copying))
 	eventually(t, "g converged after its batch landed", func() bool { return has("g") })
-	eventually(t, "k left to the copy", func() bool {
+	eventually(t, "q left to the copy", func() bool {
 		return metric(t, f.reg, "tandem_cdc_backfill_interplay_total", map[string]string{"disposition": "left_to_copy"}) == 1
 	})
-	assert.False(t, has("k"), "k, beyond the copy position, was converged: the copy will read it")
+	assert.False(t, has("q"), "q, in a partition nobody has claimed, was converged: the copy will read it")
 
 }

@@ -17,7 +17,8 @@ import (
 
 // childMain is a verifier process for the crash tests: it runs (or joins, or resumes) the
 // verification of the fixture database its environment names, against the parent's FerretDB,
-// and exits 0 when the run is finished.
+// and exits 0 when the run is finished; with TANDEM_VERIFY_CONTINUOUS set it runs continuous
+// verification (continuousConfig) until it is killed.
 func childMain() int {
 	c, err := mongo.Connect(options.Client().ApplyURI(os.Getenv("TANDEM_VERIFY_URI")))
 	if err != nil {
@@ -40,6 +41,15 @@ func childMain() int {
 	cfg := f.childConfig("child-" + os.Getenv("TANDEM_VERIFY_CHILD"))
 	if os.Getenv("TANDEM_TEST_LOG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if os.Getenv("TANDEM_VERIFY_CONTINUOUS") != "" {
+		f.continuousConfig(&cfg)
+		// It runs until killed; should the test die first, it stops on its own.
+		if err := verify.Continuous(untilOrphaned(), cfg); err != nil {
+			fmt.Fprintln(os.Stderr, "child: continuous:", err)
+			return 1
+		}
+		return 0
 	}
 	if _, err := verify.Run(context.Background(), cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "child: run:", err)
@@ -64,10 +74,25 @@ func (f *fixture) childConfig(owner string) verify.Config {
 	return cfg
 }
 
-// child starts a verifier process on f's database; name labels it.
-func (f *fixture) child(name string) (*exec.Cmd, *strings.Builder, error) {
+// untilOrphaned is a context that ends when this process's parent is gone.
+func untilOrphaned() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	parent := os.Getppid()
+	go func() {
+		for os.Getppid() == parent {
+			time.Sleep(500 * time.Millisecond)
+		}
+		cancel()
+	}()
+	return ctx
+}
+
+// child starts a verifier process on f's database; name labels it, env is added to its
+// environment.
+func (f *fixture) child(name string, env ...string) (*exec.Cmd, *strings.Builder, error) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "TANDEM_VERIFY_CHILD="+name, "TANDEM_VERIFY_URI="+serverURI, "TANDEM_VERIFY_DB="+f.db)
+	cmd.Env = append(cmd.Env, env...)
 	var out strings.Builder
 	cmd.Stderr, cmd.Stdout = &out, &out
 	return cmd, &out, cmd.Start()

@@ -128,13 +128,16 @@ type samplePosition struct {
 func (v *verifier) sampleLoop(ctx context.Context, run catalog.VerifyRun) {
 	lim := rate.NewLimiter(rate.Limit(v.cfg.SampleRate), max(1, min(v.cfg.Batch, int(v.cfg.SampleRate))))
 	batch := lim.Burst()
+	var parts []adapters.Partition // the plan of the sweep under way; nil: make one
 	for ctx.Err() == nil {
 		if done, err := v.fullPassDone(ctx, run); err != nil || !done {
 			sleep(ctx, v.cfg.Poll*5)
 			continue
 		}
-		if err := v.sampleRound(ctx, run, lim, batch); err != nil && ctx.Err() == nil {
+		var err error
+		if parts, err = v.sampleRound(ctx, run, lim, batch, parts); err != nil && ctx.Err() == nil {
 			v.log.Warn("verification sample failed; it goes on", "err", err)
+			parts = nil
 			sleep(ctx, time.Second)
 		}
 	}
@@ -151,20 +154,25 @@ func (v *verifier) fullPassDone(ctx context.Context, run catalog.VerifyRun) (boo
 // errSampleMoved ends a scan of the sample at its batch size.
 var errSampleMoved = errors.New("sample batch read")
 
-// sampleRound reads and compares one batch of the sample and saves the position.
-func (v *verifier) sampleRound(ctx context.Context, run catalog.VerifyRun, lim *rate.Limiter, batch int) error {
+// sampleRound reads and compares one batch of the sample and saves the position. parts is
+// the partition plan of the sweep under way (nil: none yet); it returns the plan to go on
+// with, which is made again once a sweep is over: planning reads the old store's edges and
+// split keys, which costs far more than a batch of the sample (sorted skips on MongoDB,
+// sorts of the whole collection on FerretDB), and the plan changes only as the store does.
+func (v *verifier) sampleRound(ctx context.Context, run catalog.VerifyRun, lim *rate.Limiter, batch int, parts []adapters.Partition) ([]adapters.Partition, error) {
 	cat := v.cfg.Catalog
 	var pos samplePosition
 	ok, err := cat.LoadCheckpoint(ctx, run.Migration, samplePath, &pos)
 	if err != nil {
-		return err
+		return parts, err
 	}
 	if !ok || pos.Run != run.RunID {
 		pos = samplePosition{Run: run.RunID}
 	}
-	parts, err := v.cfg.Old.Partitions(ctx, v.cfg.Partitions)
-	if err != nil {
-		return fmt.Errorf("partitioning the old store for the sample: %w", err)
+	if parts == nil {
+		if parts, err = v.cfg.Old.Partitions(ctx, v.cfg.Partitions); err != nil {
+			return nil, fmt.Errorf("partitioning the old store for the sample: %w", err)
+		}
 	}
 	if pos.Partition >= len(parts) {
 		pos = samplePosition{Run: run.RunID}
@@ -179,24 +187,27 @@ func (v *verifier) sampleRound(ctx context.Context, run catalog.VerifyRun, lim *
 		return errSampleMoved
 	})
 	if err != nil && !errors.Is(err, errSampleMoved) {
-		return fmt.Errorf("reading the sample: %w", err)
+		return parts, fmt.Errorf("reading the sample: %w", err)
 	}
 	if len(got) == 0 { // the partition is done: the next one
 		pos = samplePosition{Run: run.RunID, Partition: (pos.Partition + 1) % len(parts)}
-		return cat.SaveCheckpoint(ctx, run.Migration, samplePath, pos)
+		if pos.Partition == 0 {
+			parts = nil // the sweep is over: the next one plans afresh
+		}
+		return parts, cat.SaveCheckpoint(ctx, run.Migration, samplePath, pos)
 	}
 	if err := waitN(ctx, lim, len(got)); err != nil {
-		return err
+		return parts, err
 	}
 	if err := v.compareSample(ctx, run, got); err != nil {
-		return err
+		return parts, err
 	}
 	last, err := v.cfg.Old.KeyOf(got[len(got)-1])
 	if err != nil {
-		return err
+		return parts, err
 	}
 	pos.After, pos.HasAfter = last, true
-	return cat.SaveCheckpoint(ctx, run.Migration, samplePath, pos)
+	return parts, cat.SaveCheckpoint(ctx, run.Migration, samplePath, pos)
 }
 
 // compareSample compares sampled old documents with the new store; differences are noted

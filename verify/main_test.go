@@ -17,8 +17,8 @@ import (
 
 	"github.com/tandemdb/tandem/adapters"
 	"github.com/tandemdb/tandem/catalog"
-	"github.com/tandemdb/tandem/embedmongo"
 	"github.com/tandemdb/tandem/flags"
+	"github.com/tandemdb/tandem/testenv"
 	"github.com/tandemdb/tandem/transform"
 	"github.com/tandemdb/tandem/verify"
 )
@@ -28,16 +28,29 @@ var client *mongo.Client
 // serverURI is the embedded FerretDB's connection string, for child processes.
 var serverURI string
 
-// TestMain runs the tests against one embedded FerretDB, or, with TANDEM_VERIFY_CHILD set,
-// acts as a verifier process of the crash tests (see child_test.go).
+// TestMain runs the tests against one embedded FerretDB, or acts as a child process: with
+// TANDEM_VERIFY_CHILD set a verifier process of the crash tests (see child_test.go), with
+// TANDEM_VERIFY_STORE the memory benchmark's store and with TANDEM_VERIFY_MEMCHILD its
+// verifier (bench_memory_test.go).
 func TestMain(m *testing.M) {
-	if os.Getenv("TANDEM_VERIFY_CHILD") != "" {
+	switch {
+	case os.Getenv("TANDEM_VERIFY_CHILD") != "":
 		os.Exit(childMain())
+	case os.Getenv("TANDEM_VERIFY_STORE") != "":
+		os.Exit(storeMain())
+	case os.Getenv("TANDEM_VERIFY_MEMCHILD") != "":
+		os.Exit(memChildMain())
+	}
+	dir, err := os.MkdirTemp("", "tandem-verify-ferretdb-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "making the test server's folder:", err)
+		os.Exit(1)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	srv, err := embedmongo.Start(ctx, embedmongo.Options{})
+	srv, err := testenv.StartMongo(ctx, dir, "") // a process of its own under make test
 	cancel()
 	if err != nil {
+		_ = os.RemoveAll(dir)
 		fmt.Fprintln(os.Stderr, "starting embedded FerretDB:", err)
 		os.Exit(1)
 	}
@@ -50,6 +63,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	_ = client.Disconnect(context.Background())
 	srv.Stop()
+	_ = os.RemoveAll(dir)
 	os.Exit(code)
 }
 
@@ -79,8 +93,11 @@ func newFixture(t testing.TB) *fixture {
 
 // openFixture opens the stores and catalog of database db (a child process opens its
 // parent's).
-func openFixture(db string) (*fixture, error) {
-	cat, err := catalog.Open(context.Background(), client, catalog.WithDatabase(db+"_meta"))
+func openFixture(db string) (*fixture, error) { return openFixtureOn(client, db) }
+
+// openFixtureOn opens the fixture of database db on client c.
+func openFixtureOn(c *mongo.Client, db string) (*fixture, error) {
+	cat, err := catalog.Open(context.Background(), c, catalog.WithDatabase(db+"_meta"))
 	if err != nil {
 		return nil, err
 	}
@@ -90,8 +107,8 @@ func openFixture(db string) (*fixture, error) {
 	}
 	return &fixture{
 		db:   db,
-		old:  adapters.NewMongoStore(client.Database(db).Collection("users")),
-		new:  adapters.NewMongoStore(client.Database(db).Collection("users_v2")),
+		old:  adapters.NewMongoStore(c.Database(db).Collection("users")),
+		new:  adapters.NewMongoStore(c.Database(db).Collection("users_v2")),
 		cat:  cat,
 		spec: spec,
 	}, nil

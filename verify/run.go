@@ -25,6 +25,9 @@ const (
 // summaryTimeout bounds the saving of the summary after the run's context has ended.
 const summaryTimeout = 30 * time.Second
 
+// noteStripes is the number of locks the notes of keys are spread over.
+const noteStripes = 64
+
 // maxSamples is how many lines VerifySummary.Samples keeps.
 const maxSamples = 20
 
@@ -66,6 +69,11 @@ type verifier struct {
 	repairs *rate.Limiter
 
 	holding sync.Map // task id → true, the tasks this process holds
+
+	// noteLocks serialize the notes of one key in this process (see note). Two processes
+	// can still interleave a key's notes: a continuous process's sample with another's
+	// recheck.
+	noteLocks [noteStripes]sync.Mutex
 
 	rechecked, repaired, repairFailed, keyErrors atomic.Int64
 }
@@ -284,6 +292,10 @@ func (v *verifier) advance(ctx context.Context, run catalog.VerifyRun, gen catal
 	if v.mode == ModeContinuous && gen.Generation > 0 && time.Since(gen.Started) < v.cfg.RecheckEvery {
 		return v.idle(ctx, run)
 	}
+	// The next generation starts as of now, before the changes are read: it reads the keys
+	// changed since its start, so a change made while this one reads them is not lost
+	// between the two.
+	asOf := time.Now().UTC()
 	keys, err := v.recheckKeys(ctx, run, gen)
 	if err != nil {
 		return false, err
@@ -307,7 +319,7 @@ func (v *verifier) advance(ctx context.Context, run catalog.VerifyRun, gen catal
 	}
 	next, created, err := cat.CreateVerifyGeneration(ctx, catalog.VerifyGeneration{
 		Migration: run.Migration, RunID: run.RunID, Generation: gen.Generation + 1, Kind: catalog.GenerationRecheck,
-		Maker: makerID(), Keys: int64(len(keys)), Started: time.Now().UTC(),
+		Maker: makerID(), Keys: int64(len(keys)), Started: asOf,
 	}, tasks)
 	if err == nil && created {
 		v.log.Info("verification generation started", "generation", next.Generation, "keys", len(keys))

@@ -3,6 +3,7 @@ package verify
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -205,6 +206,12 @@ func (v *verifier) note(ctx context.Context, run catalog.VerifyRun, gen int64, k
 	if o.same() && !recheck {
 		return nil // a first comparison that agrees: nothing to record or to clear
 	}
+	// The record is read, changed and written back: one key's notes must not interleave, or
+	// the rolling sample's "still pending" overwrites a recheck's "confirmed" and the next
+	// recheck confirms (and reports) the key a second time.
+	mu := &v.noteLocks[keyStripe(ks)]
+	mu.Lock()
+	defer mu.Unlock()
 	prev, ok, err := cat.VerifyMismatchOf(ctx, run.Migration, run.RunID, ks)
 	if err != nil {
 		return err
@@ -245,6 +252,13 @@ func (v *verifier) note(ctx context.Context, run catalog.VerifyRun, gen int64, k
 		v.confirmed(ctx, m, o)
 	}
 	return nil
+}
+
+// keyStripe picks the lock of noteLocks a key's notes take.
+func keyStripe(ks string) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(ks))
+	return int(h.Sum32() % noteStripes)
 }
 
 // confirmed reports a newly confirmed mismatch: a log line naming the paths only (values are

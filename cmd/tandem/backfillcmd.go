@@ -257,11 +257,7 @@ func openBackfill(ctx context.Context, spec *transform.Spec, cfg backfill.Config
 // reconverger is the backfill's Reconverge: converge(K) forward through a converge engine of
 // its own, a dead letter being no error.
 func reconverger(spec *transform.Spec, old, target adapters.Store, cat *catalog.Catalog, log *slog.Logger) (func(context.Context, adapters.Key) error, error) {
-	engine, err := shadow.NewEngine(shadow.Config{
-		Migration: spec.Name, SpecVersion: spec.Version, Old: old, New: target,
-		Forward: spec.Forward, Reverse: spec.Reverse, DeadLetters: cat,
-		Metrics: shadow.NewMetrics(prometheus.NewRegistry()), Log: log.With("migration", spec.Name),
-	})
+	engine, err := convergeEngine(spec, old, target, cat, log)
 	if err != nil {
 		return nil, err
 	}
@@ -269,6 +265,16 @@ func reconverger(spec *transform.Spec, old, target adapters.Store, cat *catalog.
 		_, err := engine.Converge(ctx, k, shadow.Forward)
 		return err
 	}, nil
+}
+
+// convergeEngine is a converge engine of spec's stores for a process of its own (unregistered
+// metrics), dead letters going to cat.
+func convergeEngine(spec *transform.Spec, old, target adapters.Store, cat *catalog.Catalog, log *slog.Logger) (*shadow.Engine, error) {
+	return shadow.NewEngine(shadow.Config{
+		Migration: spec.Name, SpecVersion: spec.Version, Old: old, New: target,
+		Forward: spec.Forward, Reverse: spec.Reverse, DeadLetters: cat,
+		Metrics: shadow.NewMetrics(prometheus.NewRegistry()), Log: log.With("migration", spec.Name),
+	})
 }
 
 func (r *backfillRun) close() {

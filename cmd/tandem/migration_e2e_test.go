@@ -160,8 +160,8 @@ func (w *workload) errors() []string {
 }
 
 // expectStoresAgree reads both stores directly and checks new == transform(old) for every key
-// of either.
-func expectStoresAgree(t *testing.T, spec *transform.Spec, old, new *mongo.Collection) int {
+// of either; label, when not empty, starts every failure message (a seed, say).
+func expectStoresAgree(t *testing.T, label string, spec *transform.Spec, old, new *mongo.Collection) int {
 	t.Helper()
 	ctx := context.Background()
 	read := func(c *mongo.Collection) map[string]bson.D {
@@ -171,16 +171,22 @@ func expectStoresAgree(t *testing.T, spec *transform.Spec, old, new *mongo.Colle
 		require.NoError(t, cur.All(ctx, &docs))
 		out := map[string]bson.D{}
 		for _, d := range docs {
-			out[d[0].Value.(string)] = d
+			k := d[0].Value.(string)
+			_, dup := out[k]
+			assert.False(t, dup, "%skey %s is twice in %s", label, k, c.Name())
+			out[k] = d
 		}
 		return out
+	}
+	if label != "" {
+		label += ": "
 	}
 	olds, news := read(old), read(new)
 	for k, od := range olds {
 		want, err := spec.Forward(od)
-		require.NoError(t, err, "key %s", k)
+		require.NoError(t, err, "%skey %s", label, k)
 		nd, ok := news[k]
-		if !assert.True(t, ok, "key %s is in old, not in new", k) {
+		if !assert.True(t, ok, "%skey %s is in old, not in new", label, k) {
 			continue
 		}
 		// Through the driver, so int32/int64 and field order compare as the new store holds them.
@@ -188,11 +194,11 @@ func expectStoresAgree(t *testing.T, spec *transform.Spec, old, new *mongo.Colle
 		require.NoError(t, err)
 		var wantD bson.D
 		require.NoError(t, bson.Unmarshal(raw, &wantD))
-		assert.Empty(t, transform.Diff(wantD, nd), "key %s differs", k)
+		assert.Empty(t, transform.Diff(wantD, nd), "%skey %s differs", label, k)
 	}
 	for k := range news {
 		_, ok := olds[k]
-		assert.True(t, ok, "key %s is in new, not in old", k)
+		assert.True(t, ok, "%skey %s is in new, not in old", label, k)
 	}
 	return len(olds)
 }
@@ -298,7 +304,7 @@ func TestWorkloadThroughEveryPhase(t *testing.T) {
 		sum, err := api.Verify(bg, "users-v2", false)
 		return err == nil && sum.Clean
 	}, 30*time.Second, 200*time.Millisecond)
-	n := expectStoresAgree(t, spec, oldColl, newColl)
+	n := expectStoresAgree(t, "", spec, oldColl, newColl)
 	assert.Positive(t, n)
 
 	hist, err := api.History(bg, "users-v2", 100)
@@ -470,7 +476,7 @@ func TestShadowTargetDownDuringShadow(t *testing.T) {
 		n, err := newColl.CountDocuments(bg, bson.D{})
 		return err == nil && n == 39
 	}, 90*time.Second, 250*time.Millisecond, "every key converges once the new store is back")
-	expectStoresAgree(t, spec, direct.Database("down").Collection("users"), newColl)
+	expectStoresAgree(t, "", spec, direct.Database("down").Collection("users"), newColl)
 	require.NoError(t, stop())
 }
 

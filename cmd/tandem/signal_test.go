@@ -32,6 +32,9 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
+	if role := os.Getenv("TANDEM_CONVERGE_CHILD"); role != "" {
+		os.Exit(convergeChildMain(role))
+	}
 	os.Exit(m.Run())
 }
 
