@@ -29,8 +29,9 @@ var _ DynamoStreamsAPI = (*dynamodbstreams.Client)(nil)
 // (the table's key attribute is missing or of another type) or an event name other than
 // INSERT, MODIFY and REMOVE. Run delivers the records before it and stops, so the checkpoint
 // never passes a record that was not delivered; running again fails the same way until the
-// configuration (the store's key attribute) is fixed.
-var ErrDynamoRecord = errors.New("unusable DynamoDB stream record")
+// configuration (the store's key attribute) is fixed. It wraps ErrBadEvent, so a tailer stops
+// the path in state bad_event, as for a MongoDB event without a usable key.
+var ErrDynamoRecord = fmt.Errorf("unusable DynamoDB stream record: %w", ErrBadEvent)
 
 // DynamoDB Streams' limits (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_streams_GetRecords.html).
 const (

@@ -349,6 +349,7 @@ func TestDynamoStreamFakeBadRecords(t *testing.T) {
 			var r dynRecv
 			err = dynTail(t, src, pos, time.Minute, func(b cdc.Batch) bool { r.take(b); return true })
 			require.ErrorIs(t, err, cdc.ErrDynamoRecord)
+			require.ErrorIs(t, err, cdc.ErrBadEvent, "a tailer stops the path in bad_event")
 			assert.Contains(t, err.Error(), tc.want)
 			assert.Contains(t, err.Error(), "record "+bad)
 			assert.Equal(t, []string{"good"}, r.keys)
