@@ -72,6 +72,10 @@ func (ms *migrationStack) addCDC(ctx context.Context, o *migrationOptions, r *mi
 		if pub, err = cdc.NewPublisher(journal, spec.Name, spec.Source.Database+"."+spec.Source.Collection); err != nil {
 			return err
 		}
+		if !o.journalWorker {
+			log.Warn("the forward tailer publishes to the journal and this process runs no journal worker (--journal-worker=false): the keys wait there for the workers of other processes",
+				"migration", spec.Name)
+		}
 	}
 	if err := ms.addTailer(ctx, o, r, fwd, shadow.Forward, pub, reg, log); err != nil {
 		return err
