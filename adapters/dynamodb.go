@@ -187,7 +187,11 @@ func NewDynamoStore(ctx context.Context, table, keyAttr string, opts ...DynamoOp
 		awsCfg.BaseEndpoint = aws.String(cfg.endpoint)
 	}
 	s.awsCfg = awsCfg
-	s.api = dynamodb.NewFromConfig(awsCfg)
+	s.api = dynamodb.NewFromConfig(awsCfg, func(o *dynamodb.Options) {
+		if cfg.endpoint != "" {
+			o.BaseEndpoint = aws.String(cfg.endpoint) // over a service-specific AWS_ENDPOINT_URL_DYNAMODB too
+		}
+	})
 	return s, nil
 }
 
