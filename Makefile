@@ -21,7 +21,12 @@ export TANDEM_REQUIRE_CHROMIUM := 1
 MONGOJAVA := .cache/mongojava
 export TANDEM_MONGOJAVA := $(CURDIR)/$(MONGOJAVA)
 
-.PHONY: all build run test test-go fuzz bench lint clients kafka mongojava chromium clean
+# The tests' MongoDB, embedded FerretDB, runs as a process of its own built without the race
+# detector (testenv/ferretdb): inside a -race test binary its SQLite engine is ten times slower.
+FERRETDB_BIN := .cache/bin/ferretdb
+export TANDEM_FERRETDB_BIN := $(CURDIR)/$(FERRETDB_BIN)
+
+.PHONY: all build run test test-go fuzz bench lint clients kafka mongojava chromium ferretdb clean
 
 all: build
 
@@ -36,11 +41,15 @@ run: build
 ## it fails if a server the tests started from this repository (a Kafka broker on the jars of
 ## .cache/kafka, moto from .venv) still runs. The kernel kills those when their test binary
 ## ends (PR_SET_PDEATHSIG), so the check waits up to 3 s for the last to go.
-test: clients kafka mongojava chromium test-go fuzz
+test: clients kafka mongojava chromium ferretdb test-go fuzz
 	@for i in 1 2 3 4; do \
-		left=$$(pgrep -af -- '$(CURDIR)/(\.cache/kafka/lib|\.cache/mongojava/classes|\.venv/bin/python -m moto\.server)' || true); \
+		left=$$(pgrep -af -- '$(CURDIR)/(\.cache/bin/ferretdb|\.cache/kafka/lib|\.cache/mongojava/classes|\.venv/bin/python -m moto\.server)' || true); \
 		[ -z "$$left" ] && exit 0; [ $$i -lt 4 ] && sleep 1; \
 	done; echo "make test: processes left behind by the tests:" >&2; echo "$$left" >&2; exit 1
+
+## ferretdb: the tests' FerretDB server (go build is incremental, so this is quick when current).
+ferretdb:
+	$(GO) build -o $(FERRETDB_BIN) ./testenv/ferretdb
 
 test-go:
 	$(GO) test -race -count=1 -timeout 30m ./...
@@ -53,16 +62,22 @@ fuzz:
 ## raw copy loops, MongoDB and DynamoDB on moto from .venv, installed here if missing), the phase
 ## benchmark (client latency by migration phase, rollback propagation), the backfill benchmark,
 ## the journal benchmark (converge throughput with 1 and 2 journal worker processes, on the
-## Apache Kafka broker of .cache/kafka) and verification's full pass against a raw dual scan.
+## Apache Kafka broker of .cache/kafka), the change-stream benchmark (the tailer's apply rate
+## against a raw loop, and its lag under a steady 500 writes/s, on mongo-java-server of
+## .cache/mongojava) and verification's full pass against a raw dual scan (the go test
+## benchmark, MongoDB → MongoDB; then bench/verifybench, MongoDB → DynamoDB on moto and MongoDB →
+## MongoDB, against raw loops that read both stores the same way, in alternating rounds).
 ## Results and the commands behind them: BENCHMARKS.md.
-bench: $(VENV)/.installed kafka
+bench: $(VENV)/.installed kafka mongojava
 	$(GO) test -run '^$$' -bench . -benchmem ./proxy ./transform ./adapters
 	$(GO) run ./bench/proxybench
 	$(GO) run ./bench/convergebench
 	$(GO) run ./bench/phasebench
 	$(GO) run ./bench/backfillbench
 	$(GO) run ./bench/journalbench
+	$(GO) run ./bench/cdcbench
 	$(GO) test -run '^$$' -bench BenchmarkFullPass -benchtime 3x ./verify
+	$(GO) run ./bench/verifybench
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"github.com/tandemdb/tandem/embedmongo"
 	"github.com/tandemdb/tandem/testenv"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -19,7 +18,8 @@ import (
 // each started on first use and stopped by TestMain.
 var (
 	ferretOnce   sync.Once
-	ferret       *embedmongo.Server
+	ferret       *testenv.Mongo
+	ferretDir    string
 	ferretClient *mongo.Client
 	ferretErr    error
 
@@ -39,6 +39,7 @@ func TestMain(m *testing.M) {
 	}
 	if ferret != nil {
 		ferret.Stop()
+		_ = os.RemoveAll(ferretDir)
 	}
 	if moto != nil {
 		moto.Stop()
@@ -55,7 +56,10 @@ func mongoClient(tb testing.TB) *mongo.Client {
 	ferretOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if ferret, ferretErr = embedmongo.Start(ctx, embedmongo.Options{}); ferretErr != nil {
+		if ferretDir, ferretErr = os.MkdirTemp("", "tandem-adapters-ferretdb-"); ferretErr != nil {
+			return
+		}
+		if ferret, ferretErr = testenv.StartMongo(ctx, ferretDir, ""); ferretErr != nil {
 			return
 		}
 		ferretClient, ferretErr = mongo.Connect(options.Client().ApplyURI(ferret.URI()))

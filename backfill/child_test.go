@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"strings"
 	"syscall"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/tandemdb/tandem/backfill"
+	"github.com/tandemdb/tandem/testenv"
 )
 
 // childMain is a backfill process for the crash tests: it runs the backfill of the database
@@ -53,13 +53,13 @@ func childMain() int {
 }
 
 // child starts a backfill process of e's migration; name labels it.
-func (e *env) child(name string) (*exec.Cmd, *strings.Builder, error) {
+func (e *env) child(name string) (*exec.Cmd, *testenv.Output, error) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "TANDEM_BACKFILL_CHILD="+name, "TANDEM_BACKFILL_URI="+mongoURI(),
 		"TANDEM_BACKFILL_DB="+e.db, "TANDEM_BACKFILL_MIGRATION="+e.migration)
-	var out strings.Builder
-	cmd.Stderr, cmd.Stdout = &out, &out
-	return cmd, &out, cmd.Start()
+	out := &testenv.Output{}
+	cmd.Stderr, cmd.Stdout = out, out
+	return cmd, out, cmd.Start()
 }
 
 func mongoURI() string { return serverURI }

@@ -178,8 +178,12 @@ func (b *Backfill) save(ctx context.Context, h *held, change func(*catalog.Backf
 		return err
 	}
 	// Each attempt holds h.mu only while it writes, so the renewals of this process's other
-	// leases (renewLoop) never wait behind a save that waits out an outage; each attempt is
-	// bounded, so a catalog that hangs a command cannot hold the lock either.
+	// leases (renewLoop) never wait behind a save that waits out an outage between attempts.
+	// An attempt has no deadline of its own: a write the client gave up on may still run on
+	// the server, and the next attempt would then race it on the same record (which FerretDB
+	// does not order) and pile abandoned writes up on a server that is slow already; on
+	// FerretDB's SQLite backend a hundred of them deadlock its connection pool for good. A
+	// write that hangs holds only this lease (renew skips it), which expires and is taken over.
 	err := b.retry(ctx, "save checkpoint", func(ctx context.Context) error {
 		h.mu.Lock()
 		defer h.mu.Unlock()
@@ -187,9 +191,7 @@ func (b *Backfill) save(ctx context.Context, h *held, change func(*catalog.Backf
 		change(&l)
 		l.UpdatedAt = time.Now().UTC()
 		l.ExpiresAt = time.Now().Add(b.cfg.Lease).UTC()
-		actx, cancel := context.WithTimeout(ctx, b.cfg.Lease/2)
-		defer cancel()
-		err := b.cfg.Catalog.SaveBackfillLease(actx, l)
+		err := b.cfg.Catalog.SaveBackfillLease(ctx, l)
 		if errors.Is(err, catalog.ErrNotFound) {
 			// The record is gone or has another owner: this process no longer holds the
 			// partition, whatever the fence read. Its state stays as last saved.
@@ -274,17 +276,16 @@ func (b *Backfill) renewLoop(ctx context.Context) {
 }
 
 // renew extends one lease once (no retry: the next tick tries again), then checks the fence.
+// A lease whose checkpoint is being written is skipped: that write extends it too, and
+// waiting for it would stop the renewals of every other lease behind a slow write.
 func (b *Backfill) renew(ctx context.Context, h *held) {
-	if h.lost.Load() {
+	if h.lost.Load() || !h.mu.TryLock() {
 		return
 	}
-	h.mu.Lock()
 	l := h.lease
 	l.ExpiresAt = time.Now().Add(b.cfg.Lease).UTC()
 	l.UpdatedAt = time.Now().UTC()
-	rctx, cancel := context.WithTimeout(ctx, b.cfg.Lease/2)
-	err := b.cfg.Catalog.SaveBackfillLease(rctx, l)
-	cancel()
+	err := b.cfg.Catalog.SaveBackfillLease(ctx, l) // no deadline of its own: see save
 	if err == nil {
 		h.lease = l
 	}
@@ -296,9 +297,7 @@ func (b *Backfill) renew(ctx context.Context, h *held) {
 		}
 		return
 	}
-	fctx, fcancel := context.WithTimeout(ctx, b.cfg.Lease/2)
-	defer fcancel()
-	newer, err := b.cfg.Catalog.BackfillLeaseExists(fctx, b.cfg.Migration, b.plan.PlanID, h.part.Index, h.generation+1)
+	newer, err := b.cfg.Catalog.BackfillLeaseExists(ctx, b.cfg.Migration, b.plan.PlanID, h.part.Index, h.generation+1)
 	if err == nil && newer {
 		h.lost.Store(true)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"sort"
 	"sync/atomic"
@@ -20,7 +19,6 @@ import (
 	"github.com/tandemdb/tandem/adapters"
 	"github.com/tandemdb/tandem/backfill"
 	"github.com/tandemdb/tandem/catalog"
-	"github.com/tandemdb/tandem/embedmongo"
 	"github.com/tandemdb/tandem/shadow"
 	"github.com/tandemdb/tandem/testenv"
 	"github.com/tandemdb/tandem/transform"
@@ -28,7 +26,8 @@ import (
 
 var client *mongo.Client
 
-// TestMain runs the tests against one embedded FerretDB, or, with TANDEM_BACKFILL_CHILD set,
+// TestMain runs the tests against one embedded FerretDB (a process of its own under make
+// test: testenv.StartMongo), or, with TANDEM_BACKFILL_CHILD set,
 // acts as a backfill process of the crash tests (see child_test.go).
 func TestMain(m *testing.M) {
 	if os.Getenv("TANDEM_BACKFILL_CHILD") != "" {
@@ -41,7 +40,7 @@ func TestMain(m *testing.M) {
 	}
 	defer os.RemoveAll(dir)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	srv, err = embedmongo.Start(ctx, embedmongo.Options{Dir: dir})
+	srv, err = testenv.StartMongo(ctx, dir, "")
 	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting embedded FerretDB:", err)
@@ -64,29 +63,7 @@ func TestMain(m *testing.M) {
 }
 
 // srv is the package's test server.
-var srv *embedmongo.Server
-
-// restartServer stops the test server and starts it again on the same folder and address, so
-// that the clients reconnect to it. The crash tests call it after a kill: FerretDB's SQLite can
-// keep a killed client's write lock (then every later write answers "database is locked" for
-// minutes), and a restart closes every SQLite connection. The data stays.
-func restartServer(t *testing.T) {
-	t.Helper()
-	u, err := url.Parse(srv.URI())
-	require.NoError(t, err)
-	dir := srv.Dir()
-	srv.Stop()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	for attempt := 0; ; attempt++ {
-		srv, err = embedmongo.Start(ctx, embedmongo.Options{Dir: dir, Addr: u.Host})
-		if err == nil || attempt == 20 {
-			break
-		}
-		time.Sleep(250 * time.Millisecond) // the port may take a moment to be free again
-	}
-	require.NoError(t, err, "restarting the test server on %s", u.Host)
-}
+var srv *testenv.Mongo
 
 // serverURI is the embedded FerretDB's connection string.
 var serverURI string

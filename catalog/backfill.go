@@ -184,22 +184,10 @@ func (c *Catalog) BackfillPartitions(ctx context.Context, migration, planID stri
 // BackfillLeases returns the newest generation of every partition of a plan that has been
 // claimed, by partition index.
 func (c *Catalog) BackfillLeases(ctx context.Context, migration, planID string) (map[int]BackfillLease, error) {
-	cur, err := c.db.Collection(collBackfillLeases).Find(ctx,
-		bson.D{{Key: "migration", Value: migration}, {Key: "plan_id", Value: planID}})
-	if err != nil {
-		return nil, fmt.Errorf("reading the backfill leases of %s: %w", migration, err)
-	}
-	var all []BackfillLease
-	if err := cur.All(ctx, &all); err != nil {
-		return nil, fmt.Errorf("reading the backfill leases of %s: %w", migration, err)
-	}
-	out := make(map[int]BackfillLease, len(all))
-	for _, l := range all {
-		if have, ok := out[l.Partition]; !ok || l.Generation > have.Generation {
-			out[l.Partition] = l
-		}
-	}
-	return out, nil
+	return newestClaims(ctx, c, collBackfillLeases,
+		bson.D{{Key: "migration", Value: migration}, {Key: "plan_id", Value: planID}},
+		"the backfill leases of "+migration,
+		func(l BackfillLease) (int, int64) { return l.Partition, l.Generation })
 }
 
 // ClaimBackfillLease inserts a lease generation; ErrConflict means another process inserted
@@ -230,15 +218,7 @@ func (c *Catalog) SaveBackfillLease(ctx context.Context, l BackfillLease) error 
 		pending = bson.A{}
 	}
 	set = append(set, bson.E{Key: "pending", Value: pending})
-	res, err := c.db.Collection(collBackfillLeases).UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: id}, {Key: "owner", Value: l.Owner}}, bson.D{{Key: "$set", Value: set}})
-	if err != nil {
-		return fmt.Errorf("saving backfill lease %s: %w", id, err)
-	}
-	if res.MatchedCount == 0 {
-		return fmt.Errorf("backfill lease %s of %s: %w", id, l.Owner, ErrNotFound)
-	}
-	return nil
+	return c.saveOwned(ctx, collBackfillLeases, id, l.Owner, set, "backfill lease "+id)
 }
 
 // BackfillLeaseExists reports whether a partition's lease of a generation has been claimed.

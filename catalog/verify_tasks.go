@@ -313,21 +313,9 @@ func (c *Catalog) VerifyLeases(ctx context.Context, migration, runID string, gen
 	if generation >= 0 {
 		filter = append(filter, bson.E{Key: "generation", Value: generation})
 	}
-	cur, err := c.db.Collection(collVerifyLeases).Find(ctx, filter)
-	if err != nil {
-		return nil, fmt.Errorf("reading the verification leases of %s/%s: %w", migration, runID, err)
-	}
-	var all []VerifyLease
-	if err := cur.All(ctx, &all); err != nil {
-		return nil, fmt.Errorf("reading the verification leases of %s/%s: %w", migration, runID, err)
-	}
-	out := make(map[string]VerifyLease, len(all))
-	for _, l := range all {
-		if have, ok := out[l.Task]; !ok || l.Attempt > have.Attempt {
-			out[l.Task] = l
-		}
-	}
-	return out, nil
+	return newestClaims(ctx, c, collVerifyLeases, filter,
+		fmt.Sprintf("the verification leases of %s/%s", migration, runID),
+		func(l VerifyLease) (string, int64) { return l.Task, l.Attempt })
 }
 
 // ClaimVerifyLease inserts a task's lease attempt; ErrConflict means another process claimed
@@ -356,15 +344,7 @@ func (c *Catalog) SaveVerifyLease(ctx context.Context, l VerifyLease) error {
 	if l.HasAfter {
 		set = append(set, bson.E{Key: "after", Value: l.After})
 	}
-	res, err := c.db.Collection(collVerifyLeases).UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: id}, {Key: "owner", Value: l.Owner}}, bson.D{{Key: "$set", Value: set}})
-	if err != nil {
-		return fmt.Errorf("saving verification lease %s: %w", id, err)
-	}
-	if res.MatchedCount == 0 {
-		return fmt.Errorf("verification lease %s of %s: %w", id, l.Owner, ErrNotFound)
-	}
-	return nil
+	return c.saveOwned(ctx, collVerifyLeases, id, l.Owner, set, "verification lease "+id)
 }
 
 // VerifyMismatchID is the _id of a run's mismatch record of a key.

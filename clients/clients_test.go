@@ -24,12 +24,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tandemdb/tandem/embedmongo"
 	"github.com/tandemdb/tandem/proxy"
+	"github.com/tandemdb/tandem/testenv"
 )
 
 const scriptTimeout = 2 * time.Minute
@@ -138,24 +138,6 @@ func missing(t *testing.T, why string) {
 	t.Skip(msg)
 }
 
-// lockedBuffer collects a command's stdout and stderr, written from two goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // env is FerretDB with the proxy in front of it.
 type env struct {
 	directURI string
@@ -173,7 +155,7 @@ func startEnv(t *testing.T) env {
 	}
 	t.Cleanup(fdb.Stop)
 
-	logs := &lockedBuffer{}
+	logs := &testenv.Output{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	upstream, err := proxy.NewUpstream(fdb.URI(), proxy.WithUpstreamLogger(logger))
 	if err != nil {
@@ -222,7 +204,7 @@ func runScript(t *testing.T, d driver, uri string, direct bool) {
 	cmd := d.command(ctx, uri, direct)
 	cmd.WaitDelay = 5 * time.Second
 	var stdout bytes.Buffer
-	combined := &lockedBuffer{}
+	combined := &testenv.Output{}
 	cmd.Stdout = io.MultiWriter(&stdout, combined)
 	cmd.Stderr = combined
 	start := time.Now()

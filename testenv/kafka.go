@@ -47,7 +47,7 @@ type Kafka struct {
 	dir      string
 	cmd      *exec.Cmd
 	done     chan struct{} // closed when the process has exited
-	out      *syncBuffer   // the JVM's own output; the broker logs to dir/server.log
+	out      *Output       // the JVM's own output; the broker logs to dir/server.log
 	stopOnce sync.Once
 	// saveArchive, when set, keeps the class archive the JVM writes as it exits (see
 	// classArchive); Stop then ends the broker with SIGTERM instead of SIGKILL.
@@ -221,7 +221,7 @@ func startKafkaOnce(ctx context.Context, javaBin, lib string) (k *Kafka, err err
 		addr: "127.0.0.1:" + strconv.Itoa(port),
 		dir:  dir,
 		done: make(chan struct{}),
-		out:  &syncBuffer{max: 64 << 10},
+		out:  &Output{Max: 64 << 10},
 	}
 	cds, k.saveArchive = classArchive(lib, javaBin, "broker")
 	// Not exec.CommandContext: the broker outlives ctx, which bounds only the start.

@@ -41,7 +41,7 @@ type MongoJava struct {
 	uri      string
 	cmd      *exec.Cmd
 	done     chan struct{}
-	out      *syncBuffer
+	out      *Output
 	stopOnce sync.Once
 }
 
@@ -95,7 +95,7 @@ func StartMongoJava(ctx context.Context, o MongoJavaOptions) (*MongoJava, error)
 	if o.DataFile != "" {
 		args = append(args, o.DataFile)
 	}
-	m := &MongoJava{done: make(chan struct{}), out: &syncBuffer{max: 64 << 10}}
+	m := &MongoJava{done: make(chan struct{}), out: &Output{Max: 64 << 10}}
 	m.cmd = exec.Command(javaBin, args...) // not CommandContext: the server outlives ctx
 	m.cmd.Stderr = m.out
 	m.cmd.SysProcAttr = sysProcAttr()

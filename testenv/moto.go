@@ -4,7 +4,6 @@
 package testenv
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -39,7 +38,7 @@ type Moto struct {
 	endpoint string
 	cmd      *exec.Cmd
 	done     chan struct{} // closed when the process has exited
-	stderr   *syncBuffer
+	stderr   *Output
 	stopOnce sync.Once
 }
 
@@ -105,7 +104,7 @@ func startMotoOnce(ctx context.Context, python string) (*Moto, error) {
 	m := &Moto{
 		endpoint: "http://127.0.0.1:" + strconv.Itoa(port),
 		done:     make(chan struct{}),
-		stderr:   &syncBuffer{max: 64 << 10},
+		stderr:   &Output{Max: 64 << 10},
 	}
 	// Not exec.CommandContext: the server outlives ctx, which bounds only the start.
 	m.cmd = exec.Command(python, "-m", "moto.server", "-H", "127.0.0.1", "-p", strconv.Itoa(port))
@@ -202,27 +201,4 @@ func StartMotoT(tb testing.TB) *Moto {
 	SkipOrFail(tb, err)
 	tb.Cleanup(m.Stop)
 	return m
-}
-
-// syncBuffer keeps the last max bytes written to it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-	max int
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf.Write(p)
-	if over := b.buf.Len() - b.max; over > 0 {
-		b.buf.Next(over)
-	}
-	return len(p), nil
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
