@@ -60,6 +60,7 @@ type DynamoStore struct {
 	retry     dynamoRetry
 	writers   int
 	transport *http.Transport // built by the store, closed by Close; nil with DynamoClient
+	awsCfg    aws.Config      // what the client was built from (see AWSConfig)
 }
 
 type dynamoRetry struct {
@@ -154,6 +155,8 @@ func NewDynamoStore(ctx context.Context, table, keyAttr string, opts ...DynamoOp
 	}
 	if cfg.client != nil {
 		s.api = cfg.client
+		o := cfg.client.Options()
+		s.awsCfg = aws.Config{Region: o.Region, Credentials: o.Credentials, HTTPClient: o.HTTPClient, BaseEndpoint: o.BaseEndpoint}
 		return s, nil
 	}
 	var loadOpts []func(*config.LoadOptions) error
@@ -180,13 +183,27 @@ func NewDynamoStore(ctx context.Context, table, keyAttr string, opts ...DynamoOp
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
 	}
+	if cfg.endpoint != "" {
+		awsCfg.BaseEndpoint = aws.String(cfg.endpoint)
+	}
+	s.awsCfg = awsCfg
 	s.api = dynamodb.NewFromConfig(awsCfg, func(o *dynamodb.Options) {
 		if cfg.endpoint != "" {
-			o.BaseEndpoint = aws.String(cfg.endpoint)
+			o.BaseEndpoint = aws.String(cfg.endpoint) // over a service-specific AWS_ENDPOINT_URL_DYNAMODB too
 		}
 	})
 	return s, nil
 }
+
+// AWSConfig returns the AWS configuration the store's client was built from: region,
+// credentials, HTTP client (Close closes its idle connections) and, with DynamoEndpoint, that
+// endpoint as BaseEndpoint. A client of DynamoDB Streams built from it
+// (dynamodbstreams.NewFromConfig) reaches the table's stream as the store reaches the table,
+// so the reverse path needs no configuration of its own. With DynamoEndpoint the streams
+// client calls that same endpoint, as moto and other local servers serve both APIs there; AWS
+// itself serves streams at their own endpoint, which the SDK picks when no endpoint is set.
+// With DynamoClient it is derived from the client's options.
+func (s *DynamoStore) AWSConfig() aws.Config { return s.awsCfg }
 
 // keyAV marshals a key; DynamoDB keys are S, N or B.
 func keyAV(k Key) (types.AttributeValue, error) {

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/tandemdb/tandem/testenv"
@@ -234,4 +235,32 @@ func TestDynamoNeedsRegion(t *testing.T) {
 	t.Setenv("AWS_CONFIG_FILE", t.TempDir()+"/none")
 	_, err := NewDynamoStore(context.Background(), "t", "pk", DynamoStaticCredentials("a", "b"))
 	assert.ErrorContains(t, err, "no region")
+}
+
+// TestDynamoAWSConfigReachesTheStream builds a DynamoDB Streams client from the store's
+// AWSConfig, for a store that built its own client and for one given a client: both find the
+// stream Provision enabled, on the same endpoint and with the same credentials.
+func TestDynamoAWSConfigReachesTheStream(t *testing.T) {
+	m := motoServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	table := testenv.UniqueName("awscfg")
+	own, err := NewDynamoStore(ctx, table, "pk", DynamoEndpoint(m.Endpoint()), DynamoRegion(testenv.MotoRegion),
+		DynamoStaticCredentials(testenv.MotoAccessKey, testenv.MotoSecretKey))
+	require.NoError(t, err)
+	defer own.Close(ctx)
+	_, err = own.Provision(ctx, Provisioning{})
+	require.NoError(t, err)
+	given, err := NewDynamoStore(ctx, table, "pk", DynamoClient(m.DynamoDB()))
+	require.NoError(t, err)
+	for name, s := range map[string]*DynamoStore{"own client": own, "given client": given} {
+		cfg := s.AWSConfig()
+		assert.Equal(t, testenv.MotoRegion, cfg.Region, name)
+		require.NotNil(t, cfg.BaseEndpoint, name)
+		assert.Equal(t, m.Endpoint(), *cfg.BaseEndpoint, name)
+		out, err := dynamodbstreams.NewFromConfig(cfg).ListStreams(ctx, &dynamodbstreams.ListStreamsInput{TableName: aws.String(table)})
+		require.NoError(t, err, name)
+		require.Len(t, out.Streams, 1, name)
+		assert.Equal(t, table, aws.ToString(out.Streams[0].TableName), name)
+	}
 }

@@ -27,17 +27,20 @@ import (
 )
 
 // crashEnv is the crash test's migration: db.users → db.users_v2 with the catalog in db_meta,
-// all on one mongo-java-server, so that a child process reaches everything by one URI.
+// all on one mongo-java-server, so that a child process reaches everything by one URI. With a
+// Kafka broker its tailer publishes to the journal (topic db) instead of converging.
 type crashEnv struct {
 	uri, db string
 	client  *mongo.Client
 	old     *mongo.Collection
 	new     *mongo.Collection
 	cat     *catalog.Catalog
+	engine  *shadow.Engine
+	journal *adapters.KafkaJournal // nil: the tailer converges
 	tailer  *cdc.Tailer
 }
 
-func openCrashEnv(uri, db string, log *slog.Logger) (*crashEnv, error) {
+func openCrashEnv(uri, db, broker string, log *slog.Logger) (*crashEnv, error) {
 	c, err := mongo.Connect(options.Client().ApplyURI(uri))
 	if err != nil {
 		return nil, err
@@ -52,7 +55,7 @@ func openCrashEnv(uri, db string, log *slog.Logger) (*crashEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	engine, err := shadow.NewEngine(shadow.Config{
+	e.engine, err = shadow.NewEngine(shadow.Config{
 		Migration: "users-test", SpecVersion: spec.Version, Old: adapters.NewMongoStore(e.old), New: adapters.NewMongoStore(e.new),
 		Forward: spec.Forward, Reverse: spec.Reverse, DeadLetters: e.cat, Log: log,
 	})
@@ -63,10 +66,19 @@ func openCrashEnv(uri, db string, log *slog.Logger) (*crashEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	e.tailer, err = cdc.NewTailer(cdc.TailerConfig{
-		Migration: "users-test", Direction: shadow.Forward, Source: src, Engine: engine, Checkpoints: e.cat,
+	cfg := cdc.TailerConfig{
+		Migration: "users-test", Direction: shadow.Forward, Source: src, Engine: e.engine, Checkpoints: e.cat,
 		LagReporter: e.cat, MaxConverge: 20, Logger: log,
-	})
+	}
+	if broker != "" {
+		if e.journal, err = adapters.NewKafkaJournal(adapters.KafkaJournalConfig{Brokers: []string{broker}, Topic: db, Logger: log}); err != nil {
+			return nil, err
+		}
+		if cfg.Publisher, err = cdc.NewPublisher(e.journal, "users-test", db+".users"); err != nil {
+			return nil, err
+		}
+	}
+	e.tailer, err = cdc.NewTailer(cfg)
 	return e, err
 }
 
@@ -74,7 +86,7 @@ func openCrashEnv(uri, db string, log *slog.Logger) (*crashEnv, error) {
 // database its environment names until it is killed.
 func childMain() int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	e, err := openCrashEnv(os.Getenv("TANDEM_CDC_URI"), os.Getenv("TANDEM_CDC_DB"), log)
+	e, err := openCrashEnv(os.Getenv("TANDEM_CDC_URI"), os.Getenv("TANDEM_CDC_DB"), os.Getenv("TANDEM_CDC_KAFKA"), log)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child: open:", err)
 		return 2
@@ -92,10 +104,22 @@ func childMain() int {
 // while a writer writes straight into the old store (inserts, updates, replaces, deletes, no
 // proxy), restarting it each time; then a last run catches up and a full comparison shows the
 // new store is exactly the transform of old: nothing lost, duplicated or different.
-func TestChangeStreamCrash(t *testing.T) {
+func TestChangeStreamCrash(t *testing.T) { crashTailer(t, "") }
+
+// TestChangeStreamPublishCrash is TestChangeStreamCrash with a tailer that publishes the keys
+// to the journal on a real Apache Kafka broker (TailerConfig.Publisher) while a journal worker
+// in the test process converges them: a tailer killed between its publish and its checkpoint
+// publishes the batch again, and none is checkpointed before the broker acknowledged it, so
+// nothing is lost.
+func TestChangeStreamPublishCrash(t *testing.T) { crashTailer(t, kafkaBroker(t).Brokers()[0]) }
+
+// crashTailer runs the crash test, with the tailer publishing to broker's journal when broker
+// is not "".
+func crashTailer(t *testing.T, broker string) {
 	mongoJava(t) // the binary's server
 	db := fmt.Sprintf("cs_crash_%d", seq.Add(1))
-	e, err := openCrashEnv(mjServer.URI(), db, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	e, err := openCrashEnv(mjServer.URI(), db, broker, log)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		ctx := context.Background()
@@ -106,6 +130,17 @@ func TestChangeStreamCrash(t *testing.T) {
 	ctx := context.Background()
 	_, err = e.tailer.Prepare(ctx) // the start position, before any write
 	require.NoError(t, err)
+	if e.journal != nil {
+		t.Cleanup(e.journal.Close)
+		require.NoError(t, e.journal.EnsureTopic(ctx, 3, -1))
+		w, err := cdc.NewJournalWorker(cdc.JournalWorkerConfig{Journal: e.journal, Group: db,
+			Engines: cdc.EngineMap(map[string]*shadow.Engine{"users-test": e.engine}), Logger: log})
+		require.NoError(t, err)
+		wctx, stopWorker := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- w.Run(wctx) }()
+		t.Cleanup(func() { stopWorker(); require.NoError(t, <-done) })
+	}
 
 	seed := uint64(time.Now().UnixNano())
 	rng := rand.New(rand.NewPCG(seed, 10))
@@ -121,7 +156,7 @@ func TestChangeStreamCrash(t *testing.T) {
 
 	for i := range 10 {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "TANDEM_CDC_CHILD=1", "TANDEM_CDC_URI="+mjServer.URI(), "TANDEM_CDC_DB="+db)
+		cmd.Env = append(os.Environ(), "TANDEM_CDC_CHILD=1", "TANDEM_CDC_URI="+mjServer.URI(), "TANDEM_CDC_DB="+db, "TANDEM_CDC_KAFKA="+broker)
 		var out strings.Builder
 		cmd.Stdout, cmd.Stderr = &out, &out
 		require.NoError(t, cmd.Start())

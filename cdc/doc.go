@@ -6,13 +6,15 @@
 //
 // A Source (source.go) is a stream of changed keys with resumable positions; ChangeStream
 // (changestream.go) is a MongoDB collection's change stream, projected so that no event carries
-// the document. A Tailer (tailer.go) follows one Source in one direction: a reader fills a
+// the document, and DynamoStream (dynamostream.go) a DynamoDB table's stream, the reverse
+// path's source when the new store is a table. A Tailer (tailer.go) follows one Source in one direction: a reader fills a
 // bounded queue, one applier converges each batch (ConvergeBatch) and then saves the position
 // in the catalog; whichever side fails first stops the other. Drop, rename and invalidate
 // (ErrInvalidated), a position the server no longer holds (ErrHistoryLost) and an event without a
 // usable key (ErrBadEvent) stop the path in a state kept in the catalog, with the way out. A
 // forward tailer applies the backfill interplay rule (interplay.go) from the catalog's backfill
-// leases. docs/cdc.md is the overview.
+// leases; with a Publisher (publish.go) it hands the keys to the journal instead of converging
+// them, and saves the position once the journal acknowledged them. docs/cdc.md is the overview.
 //
 // # The journal worker
 //

@@ -29,8 +29,14 @@ var _ DynamoStreamsAPI = (*dynamodbstreams.Client)(nil)
 // (the table's key attribute is missing or of another type) or an event name other than
 // INSERT, MODIFY and REMOVE. Run delivers the records before it and stops, so the checkpoint
 // never passes a record that was not delivered; running again fails the same way until the
-// configuration (the store's key attribute) is fixed.
-var ErrDynamoRecord = errors.New("unusable DynamoDB stream record")
+// configuration (the store's key attribute) is fixed. It wraps ErrBadEvent, so a tailer stops
+// the path in state bad_event, as for a MongoDB event without a usable key.
+var ErrDynamoRecord = fmt.Errorf("unusable DynamoDB stream record: %w", ErrBadEvent)
+
+// ErrNoStream means the followed table has no enabled stream: Start and Run fail with it
+// (wrapped, naming the table and the command that enables one) until the table's stream is
+// enabled. DynamoStore.Provision creates tables with a stream.
+var ErrNoStream = errors.New("the table has no stream enabled")
 
 // DynamoDB Streams' limits (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_streams_GetRecords.html).
 const (
@@ -149,7 +155,7 @@ func (d *DynamoStream) Start(ctx context.Context) (Position, error) {
 		return nil, err
 	}
 	if disabledStatus(status) {
-		return nil, fmt.Errorf("%s: stream %s is %s: enable the table's stream first", d.Name(), arn, status)
+		return nil, fmt.Errorf("%s: stream %s is %s: %w: %s", d.Name(), arn, status, ErrNoStream, enableStreamHint(d.cfg.Table.Table()))
 	}
 	now := d.cfg.Now()
 	set := &shardSet{stream: arn, byID: map[string]*shardState{}}
@@ -229,9 +235,15 @@ func (d *DynamoStream) resolveStream(ctx context.Context) (string, error) {
 		in.ExclusiveStartStreamArn = out.LastEvaluatedStreamArn
 	}
 	if arn == "" {
-		return "", fmt.Errorf("%s: table %s has no stream: enable one (StreamSpecification StreamEnabled, any view type; KEYS_ONLY suffices)", d.Name(), table)
+		return "", fmt.Errorf("%s: table %s: %w: %s", d.Name(), table, ErrNoStream, enableStreamHint(table))
 	}
 	return arn, nil
+}
+
+// enableStreamHint says how to enable a table's stream.
+func enableStreamHint(table string) string {
+	return fmt.Sprintf("enable one (any view type; KEYS_ONLY suffices), for example with "+
+		"`aws dynamodb update-table --table-name %s --stream-specification StreamEnabled=true,StreamViewType=KEYS_ONLY`", table)
 }
 
 // describe lists every shard of the stream (DescribeStream, page by page) and its status.

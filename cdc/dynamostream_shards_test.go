@@ -302,8 +302,9 @@ func TestDynamoStreamFakeInvalidated(t *testing.T) {
 		require.ErrorIs(t, err, cdc.ErrInvalidated)
 		assert.Contains(t, err.Error(), "no longer exists")
 		err = dynTail(t, src, pos, time.Minute, func(cdc.Batch) bool { return true })
-		require.Error(t, err)
-		assert.Contains(t, err.Error(), "has no stream")
+		require.ErrorIs(t, err, cdc.ErrNoStream)
+		assert.Contains(t, err.Error(), "table t: the table has no stream enabled: enable one")
+		assert.Contains(t, err.Error(), "aws dynamodb update-table --table-name t --stream-specification", "the command that enables it")
 	})
 	t.Run("disabled", func(t *testing.T) {
 		f := newFakeStreams("t")
@@ -349,6 +350,7 @@ func TestDynamoStreamFakeBadRecords(t *testing.T) {
 			var r dynRecv
 			err = dynTail(t, src, pos, time.Minute, func(b cdc.Batch) bool { r.take(b); return true })
 			require.ErrorIs(t, err, cdc.ErrDynamoRecord)
+			require.ErrorIs(t, err, cdc.ErrBadEvent, "a tailer stops the path in bad_event")
 			assert.Contains(t, err.Error(), tc.want)
 			assert.Contains(t, err.Error(), "record "+bad)
 			assert.Equal(t, []string{"good"}, r.keys)

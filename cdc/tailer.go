@@ -40,6 +40,14 @@ type Checkpoints interface {
 	SetCDCState(ctx context.Context, migration, path, state, detail string) error
 }
 
+// KeyPublisher hands changed keys to the journal: *Publisher. Publish returns once every key
+// of b is acknowledged.
+type KeyPublisher interface {
+	Publish(ctx context.Context, b Batch) error
+}
+
+var _ KeyPublisher = (*Publisher)(nil)
+
 // TailerConfig wires a Tailer.
 type TailerConfig struct {
 	// Migration names the migration. Required.
@@ -50,8 +58,13 @@ type TailerConfig struct {
 	Direction shadow.Direction
 	// Source is the stream of changed keys. Required.
 	Source Source
-	// Engine converges the keys. Required.
+	// Engine converges the keys. Required unless Publisher is set.
 	Engine Converger
+	// Publisher, when set, hands each batch's keys to the Kafka journal instead of converging
+	// them here: the journal's consumer group (JournalWorker, in every process) converges them.
+	// The position is saved once the brokers acknowledged the publish. Forward only (a
+	// JournalWorker converges old → new). Optional; default: the tailer converges.
+	Publisher KeyPublisher
 	// Checkpoints keeps the position and the state. Required.
 	Checkpoints Checkpoints
 	// Leases elects one tailer per path among processes (the catalog). Optional; default: no
@@ -134,8 +147,10 @@ func NewTailer(cfg TailerConfig) (*Tailer, error) {
 		return nil, errors.New("cdc: TailerConfig.Migration is required")
 	case cfg.Source == nil:
 		return nil, errors.New("cdc: TailerConfig.Source is required")
-	case cfg.Engine == nil:
+	case cfg.Engine == nil && cfg.Publisher == nil:
 		return nil, errors.New("cdc: TailerConfig.Engine is required")
+	case cfg.Publisher != nil && cfg.Direction != shadow.Forward:
+		return nil, errors.New("cdc: TailerConfig.Publisher: only the forward path publishes (journal workers converge old → new)")
 	case cfg.Checkpoints == nil:
 		return nil, errors.New("cdc: TailerConfig.Checkpoints is required")
 	case cfg.Direction != shadow.Forward && cfg.Direction != shadow.Reverse:
@@ -376,9 +391,9 @@ func (t *Tailer) applyBatch(ctx context.Context, b Batch) error {
 	return nil
 }
 
-// converge converges the changes' keys: those the backfill will copy are left to it, those in
-// a batch being copied after that batch lands, the others at once. It returns how many changes
-// it handled.
+// converge converges the changes' keys (or publishes them, with a Publisher): those the
+// backfill will copy are left to it, those in a batch being copied after that batch lands, the
+// others at once. It returns how many changes it handled.
 func (t *Tailer) converge(ctx context.Context, changes []Change) (int64, error) {
 	if len(changes) == 0 {
 		return 0, nil
@@ -391,7 +406,7 @@ func (t *Tailer) converge(ctx context.Context, changes []Change) (int64, error) 
 	if err != nil {
 		return 0, err
 	}
-	if err := t.convergeKeys(ctx, now); err != nil {
+	if err := t.deliver(ctx, now); err != nil {
 		return 0, err
 	}
 	if len(later) > 0 {
@@ -402,48 +417,44 @@ func (t *Tailer) converge(ctx context.Context, changes []Change) (int64, error) 
 	return int64(len(changes)), nil
 }
 
-// sort splits the changes' keys by the backfill interplay rule into those to converge now and
-// those inside a batch being copied; keys the copy will read later are dropped (and counted).
-func (t *Tailer) sort(ctx context.Context, changes []Change) (now, later []adapters.Key, err error) {
+// sort splits the changes by the backfill interplay rule into those to converge now and those
+// inside a batch being copied; keys the copy will read later are dropped (and counted).
+func (t *Tailer) sort(ctx context.Context, changes []Change) (now, later []Change, err error) {
 	if t.cfg.Interplay == nil {
-		for _, c := range changes {
-			now = append(now, c.Key)
-		}
-		return now, nil, nil
+		return changes, nil, nil
 	}
 	disp, err := t.cfg.Interplay.Classify(ctx, changes)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: asking the backfill about %d keys: %w", t.path, len(changes), err)
 	}
 	for i, c := range changes {
-		k := c.Key
 		switch disp[i] {
 		case LeaveToCopy:
 			t.m.interplay.WithLabelValues(t.cfg.Migration, "left_to_copy").Inc()
 		case AfterBatch:
 			t.m.interplay.WithLabelValues(t.cfg.Migration, "after_batch").Inc()
-			later = append(later, k)
+			later = append(later, c)
 		default:
-			now = append(now, k)
+			now = append(now, c)
 		}
 	}
 	return now, later, nil
 }
 
-// convergeAfterCopy waits until no key of keys is in a batch being copied (polling the
+// convergeAfterCopy waits until no key of changes is in a batch being copied (polling the
 // interplay), at most DeferMax, then converges them. The wait is bounded because the backfill's
 // re-check makes converging early correct too; waiting only spares a converge the batch would
 // overwrite and re-check.
-func (t *Tailer) convergeAfterCopy(ctx context.Context, keys []adapters.Key) error {
-	asked := make([]Change, len(keys))
-	for i, k := range keys {
-		asked[i] = Change{Key: k, Op: OpUpdate}
+func (t *Tailer) convergeAfterCopy(ctx context.Context, changes []Change) error {
+	asked := make([]Change, len(changes))
+	for i, c := range changes {
+		asked[i] = Change{Key: c.Key, Op: OpUpdate}
 	}
 	deadline := t.cfg.Now().Add(t.cfg.DeferMax)
 	for t.cfg.Now().Before(deadline) {
 		disp, err := t.cfg.Interplay.Classify(ctx, asked)
 		if err != nil {
-			return fmt.Errorf("%s: asking the backfill about %d keys: %w", t.path, len(keys), err)
+			return fmt.Errorf("%s: asking the backfill about %d keys: %w", t.path, len(changes), err)
 		}
 		waiting := false
 		for _, d := range disp {
@@ -458,11 +469,27 @@ func (t *Tailer) convergeAfterCopy(ctx context.Context, keys []adapters.Key) err
 		case <-time.After(t.cfg.DeferPoll):
 		}
 	}
-	return t.convergeKeys(ctx, keys)
+	return t.deliver(ctx, changes)
 }
 
-func (t *Tailer) convergeKeys(ctx context.Context, keys []adapters.Key) error {
+// deliver converges the changes' keys, or, with a Publisher, publishes them and returns once
+// the journal acknowledged them (counted as result "published").
+func (t *Tailer) deliver(ctx context.Context, changes []Change) error {
+	if len(changes) == 0 {
+		return nil
+	}
 	dir := t.cfg.Direction.String()
+	if t.cfg.Publisher != nil {
+		if err := t.cfg.Publisher.Publish(ctx, Batch{Changes: changes}); err != nil {
+			return fmt.Errorf("%s: %w", t.path, err)
+		}
+		t.m.results.WithLabelValues(t.cfg.Migration, dir, ResultPublished).Add(float64(len(changes)))
+		return nil
+	}
+	keys := make([]adapters.Key, len(changes))
+	for i, c := range changes {
+		keys[i] = c.Key
+	}
 	for len(keys) > 0 {
 		n := min(len(keys), t.cfg.MaxConverge)
 		results, err := t.cfg.Engine.ConvergeBatch(ctx, keys[:n], t.cfg.Direction)
@@ -598,6 +625,10 @@ func (t *Tailer) ctxOr(ctx context.Context, err error) error {
 	}
 	return err
 }
+
+// ResultPublished is the result label of tandem_cdc_converged_total for keys a tailer handed
+// to the journal (TailerConfig.Publisher) rather than converged.
+const ResultPublished = "published"
 
 // errDrained ends an UntilCaughtUp run.
 var errDrained = errors.New("drained")

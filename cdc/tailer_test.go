@@ -2,6 +2,7 @@ package cdc_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/tandemdb/tandem/adapters"
 	"github.com/tandemdb/tandem/catalog"
 	"github.com/tandemdb/tandem/cdc"
 	"github.com/tandemdb/tandem/shadow"
@@ -254,4 +256,65 @@ func TestTailerDrain(t *testing.T) {
 	}
 	var got bson.D
 	require.NoError(t, f.oldColl.FindOne(ctx, bson.D{{Key: "_id", Value: "after-rollback"}}).Decode(&got), "the drain converged the write made after the reverse path stopped")
+}
+
+// gatedAppender is a fake journal (cdc.Appender) whose Append waits for the test to answer
+// each call, so that a test sees the tailer between its publish and the acknowledgement.
+type gatedAppender struct {
+	calls   chan []adapters.JournalEntry
+	answers chan error
+}
+
+func (g *gatedAppender) Append(ctx context.Context, entries ...adapters.JournalEntry) error {
+	select {
+	case g.calls <- entries:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-g.answers:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// TestTailerPublishesThenCheckpoints: with a Publisher the tailer hands a batch's keys to the
+// journal and converges nothing itself; the position is saved only once the journal
+// acknowledged the batch, and a refused publish leaves the checkpoint where it was (the batch
+// comes again). The real-broker version is cmd/tandem's TestRunPublishesToTheJournal.
+func TestTailerPublishesThenCheckpoints(t *testing.T) {
+	f := newCSFixture(t)
+	journal := &gatedAppender{calls: make(chan []adapters.JournalEntry), answers: make(chan error)}
+	pub, err := cdc.NewPublisher(journal, "users-test", "app.users")
+	require.NoError(t, err)
+	_, err = cdc.NewTailer(cdc.TailerConfig{Migration: "users-test", Direction: shadow.Reverse, Source: &fakeSource{},
+		Publisher: pub, Checkpoints: f.cat})
+	require.ErrorContains(t, err, "only the forward path publishes")
+
+	src := &fakeSource{batches: make(chan cdc.Batch)}
+	tl, err := cdc.NewTailer(cdc.TailerConfig{Migration: "users-test", Direction: shadow.Forward, Source: src,
+		Publisher: pub, Checkpoints: f.cat, Metrics: f.metrics, Logger: f.log})
+	require.NoError(t, err)
+	r := start(t, tl)
+	before := appliedOf(t, f.cat)
+	batch := cdc.Batch{Changes: []cdc.Change{{Key: "a", Op: cdc.OpInsert}, {Key: "b", Op: cdc.OpDelete}}, Position: position(1)}
+	src.batches <- batch
+	entries := <-journal.calls
+	require.Len(t, entries, 2)
+	assert.Equal(t, "a", entries[0].Key)
+	assert.Equal(t, "delete", entries[1].Op)
+	assert.Equal(t, before, appliedOf(t, f.cat), "the checkpoint waits for the acknowledgement")
+	journal.answers <- errors.New("not acknowledged")
+	require.ErrorContains(t, r.wait(t), "not acknowledged")
+	assert.Equal(t, before, appliedOf(t, f.cat), "a refused publish does not move the checkpoint")
+
+	r = start(t, tl)
+	src.batches <- batch // the source delivers from the checkpoint again
+	<-journal.calls
+	journal.answers <- nil
+	eventually(t, "the acknowledged batch checkpointed", func() bool { return appliedOf(t, f.cat) == before+2 })
+	assert.EqualValues(t, 2, metric(t, f.reg, "tandem_cdc_converged_total", map[string]string{"result": cdc.ResultPublished}))
+	assert.Zero(t, metric(t, f.reg, "tandem_cdc_converged_total", map[string]string{"result": "upserted"}), "the tailer converged nothing itself")
+	require.NoError(t, r.stop(t))
 }

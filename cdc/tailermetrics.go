@@ -23,7 +23,7 @@ func NewTailerMetrics(reg prometheus.Registerer) *TailerMetrics {
 		}, []string{"migration", "direction", "op"}),
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tandem_cdc_converged_total",
-			Help: "Keys a tailer converged, by migration, direction and result (upserted, unchanged, deleted, dead_lettered).",
+			Help: "Keys a tailer converged, by migration, direction and result (upserted, unchanged, echo, deleted, dead_lettered; published: handed to the journal, whose workers converge it).",
 		}, []string{"migration", "direction", "result"}),
 		interplay: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tandem_cdc_backfill_interplay_total",

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -37,50 +38,84 @@ const cdcStartTimeout = 30 * time.Second
 // sets" (40573).
 var noChangeStreamCodes = []int{238, 115, 40573}
 
+// The --cdc-apply modes of tandem run: who converges the forward stream's changes.
+const (
+	cdcApplyTailer  = "tailer"  // the elected tailer converges them itself
+	cdcApplyJournal = "journal" // it publishes their keys to the journal; the journal workers converge them
+)
+
 // addCDC registers the runner's change-capture paths: forward (the old collection's change
-// stream → converge forward, with the backfill interplay rule) and, when the new store is a
-// MongoDB collection and the spec has reverse steps, reverse (its stream → converge reverse).
-// Each takes its start position now, before any path runs, so that the backfill, which starts
-// after, misses nothing between the two.
-func (ms *migrationStack) addCDC(ctx context.Context, o *migrationOptions, r *migration.Runner, reg prometheus.Registerer, log *slog.Logger) error {
+// stream → converge forward, with the backfill interplay rule, or → the journal with
+// --cdc-apply journal) and, when the spec has reverse steps, reverse (the new collection's change
+// stream, or the new DynamoDB table's stream → converge reverse). Each takes its start position
+// now, before any path runs, so that the backfill, which starts after, misses nothing between
+// the two.
+func (ms *migrationStack) addCDC(ctx context.Context, o *migrationOptions, r *migration.Runner, journal cdc.Appender, reg prometheus.Registerer, log *slog.Logger) error {
 	if o.cdc == "" || o.cdc == cdcOff {
 		return nil
 	}
 	spec := r.Spec()
 	old, target := r.Stores()
-	oldMongo, ok := old.(*adapters.MongoStore)
-	if !ok {
+	if _, ok := old.(*adapters.MongoStore); !ok {
 		return fmt.Errorf("spec %s: forward change capture needs a MongoDB source", spec.File)
 	}
-	if err := ms.addTailer(ctx, o, r, oldMongo.Collection(), shadow.Forward, reg, log); err != nil {
+	metrics := ms.cdcMetricsFor(reg)
+	onSkip := func(dir shadow.Direction) func(string) {
+		return func(string) { metrics.Skipped(spec.Name, dir.String(), "unknown_kind") }
+	}
+	fwd, err := changeSource(old, log, onSkip(shadow.Forward))
+	if err != nil {
+		return fmt.Errorf("spec %s: forward-cdc: %w", spec.File, err)
+	}
+	var pub cdc.KeyPublisher
+	if o.cdcApply == cdcApplyJournal {
+		if pub, err = cdc.NewPublisher(journal, spec.Name, spec.Source.Database+"."+spec.Source.Collection); err != nil {
+			return err
+		}
+		if !o.journalWorker {
+			log.Warn("the forward tailer publishes to the journal and this process runs no journal worker (--journal-worker=false): the keys wait there for the workers of other processes",
+				"migration", spec.Name)
+		}
+	}
+	if err := ms.addTailer(ctx, o, r, fwd, shadow.Forward, pub, reg, log); err != nil {
 		return err
 	}
-	newMongo, ok := target.(*adapters.MongoStore)
-	switch {
-	case !ok:
-		log.Warn("no reverse change capture: the new store is not a MongoDB collection (DynamoDB Streams are not built yet); writes made straight into it after cutover do not reach old",
-			"migration", spec.Name, "target", spec.Target.String())
-		return nil
-	case len(spec.ReverseSteps()) == 0:
+	if len(spec.ReverseSteps()) == 0 {
 		log.Warn("no reverse change capture: the spec has no reverse steps", "migration", spec.Name)
 		return nil
 	}
-	return ms.addTailer(ctx, o, r, newMongo.Collection(), shadow.Reverse, reg, log)
+	rev, err := changeSource(target, log, onSkip(shadow.Reverse))
+	if err != nil {
+		log.Warn("no reverse change capture: writes made straight into the new store after cutover do not reach old",
+			"migration", spec.Name, "target", spec.Target.String(), "err", err)
+		return nil
+	}
+	return ms.addTailer(ctx, o, r, rev, shadow.Reverse, nil, reg, log)
 }
 
-func (ms *migrationStack) addTailer(ctx context.Context, o *migrationOptions, r *migration.Runner, coll *mongo.Collection,
-	dir shadow.Direction, reg prometheus.Registerer, log *slog.Logger) error {
-	spec := r.Spec()
-	metrics := ms.cdcMetricsFor(reg)
-	src, err := cdc.NewChangeStream(cdc.ChangeStreamConfig{Collection: coll, Logger: log,
-		OnSkip: func(kind string) { metrics.Skipped(spec.Name, dir.String(), "unknown_kind") }})
-	if err != nil {
-		return err
+// changeSource returns the stream of changes of store: a MongoDB collection's change stream,
+// or a DynamoDB table's stream, read with a client built from the store's own AWS
+// configuration (its region, credentials and endpoint).
+func changeSource(store adapters.Store, log *slog.Logger, onSkip func(kind string)) (cdc.Source, error) {
+	switch st := store.(type) {
+	case *adapters.MongoStore:
+		return cdc.NewChangeStream(cdc.ChangeStreamConfig{Collection: st.Collection(), Logger: log, OnSkip: onSkip})
+	case *adapters.DynamoStore:
+		return cdc.NewDynamoStream(cdc.DynamoStreamConfig{Streams: dynamodbstreams.NewFromConfig(st.AWSConfig()), Table: st, Log: log})
+	default:
+		return nil, fmt.Errorf("a %T has no change stream tandem can read", store)
 	}
+}
+
+// addTailer registers the tailer of src in direction dir (publishing its keys with pub, when
+// not nil) and, in reverse, the drain that runs after a rollback.
+func (ms *migrationStack) addTailer(ctx context.Context, o *migrationOptions, r *migration.Runner, src cdc.Source,
+	dir shadow.Direction, pub cdc.KeyPublisher, reg prometheus.Registerer, log *slog.Logger) error {
+	spec := r.Spec()
 	cfg := cdc.TailerConfig{
-		Migration: spec.Name, Direction: dir, Source: src, Engine: r.Engine(), Checkpoints: ms.catalog,
+		Migration: spec.Name, Direction: dir, Source: src, Engine: r.Engine(), Publisher: pub, Checkpoints: ms.catalog,
 		Leases:      ms.catalog, // one tailer per path among every tandem run of the catalog
-		LagReporter: ms.catalog, Metrics: metrics, Logger: log,
+		LagReporter: ms.catalog, Metrics: ms.cdcMetricsFor(reg), Logger: log,
 		ResyncCommand: fmt.Sprintf("tandem cdc resync %s --direction %s --reason TEXT", spec.File, dir),
 	}
 	if dir == shadow.Forward {
@@ -92,18 +127,15 @@ func (ms *migrationStack) addTailer(ctx context.Context, o *migrationOptions, r 
 	}
 	startCtx, cancel := context.WithTimeout(ctx, cdcStartTimeout)
 	defer cancel()
-	st, err := t.Prepare(startCtx)
-	if err != nil {
-		if o.cdc == cdcAuto && noChangeStreams(err) {
-			log.Warn("no change streams on this store: change capture does not run (use a replica set; --cdc on makes this an error)",
-				"migration", spec.Name, "path", t.Name(), "source", src.Name(), "err", err)
-			return nil
-		}
-		return fmt.Errorf("spec %s: %s: %w", spec.File, t.Name(), err)
+	st, run, err := ms.prepare(startCtx, o, r, t, src, log)
+	if err != nil || !run {
+		return err
 	}
 	if dir == shadow.Reverse {
-		if err := ms.refreshReverse(startCtx, spec, src, st, log); err != nil {
-			return err
+		if st != nil {
+			if err := ms.refreshReverse(startCtx, spec, src, *st, log); err != nil {
+				return err
+			}
 		}
 		// After a rollback the reverse path stops at once; the drain converges what new's
 		// stream still holds (the lag), once, in the phases that do not run the reverse path.
@@ -117,6 +149,38 @@ func (ms *migrationStack) addTailer(ctx context.Context, o *migrationOptions, r 
 		}
 	}
 	return r.AddPath(t, nil) // the phases whose policy lists forward-cdc or reverse-cdc
+}
+
+// prepare saves the tailer's start position and returns the path's record, and whether the
+// path runs: not with --cdc auto on a store without change streams. The record is nil for a
+// DynamoDB table that does not exist yet: the backfill creates it with a stream, and the
+// reverse drain, which runs in the phases before cutover, takes the position on its first run
+// after that (until then the table holds nothing to miss).
+func (ms *migrationStack) prepare(ctx context.Context, o *migrationOptions, r *migration.Runner, t *cdc.Tailer, src cdc.Source, log *slog.Logger) (*catalog.CDCStream, bool, error) {
+	spec := r.Spec()
+	if _, target := r.Stores(); t.Name() == cdc.PathReverse {
+		if dyn, ok := target.(*adapters.DynamoStore); ok {
+			exists, err := dyn.Exists(ctx)
+			if err != nil {
+				return nil, false, fmt.Errorf("spec %s: %s: %w", spec.File, t.Name(), err)
+			}
+			if !exists {
+				log.Info("the new table does not exist yet: the reverse path takes its start position once the backfill has created it (with a stream)",
+					"migration", spec.Name, "table", dyn.Table())
+				return nil, true, nil
+			}
+		}
+	}
+	st, err := t.Prepare(ctx)
+	switch {
+	case err == nil:
+		return &st, true, nil
+	case o.cdc == cdcAuto && noChangeStreams(err):
+		log.Warn("no change streams on this store: change capture does not run (--cdc on makes this an error)",
+			"migration", spec.Name, "path", t.Name(), "source", src.Name(), "err", err)
+		return nil, false, nil
+	}
+	return nil, false, fmt.Errorf("spec %s: %s: %w", spec.File, t.Name(), err)
 }
 
 // pathReverseDrain names the drain of the reverse stream after a rollback.
@@ -140,6 +204,13 @@ func (ms *migrationStack) refreshReverse(ctx context.Context, spec *transform.Sp
 		return nil
 	}
 	pos, err := src.Start(ctx)
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		// A DynamoDB stream is read to its end for an exact position, which a table the
+		// backfill has just filled can make slow; the older position is as correct, only older.
+		log.Warn("reverse change capture keeps its older start position: taking a fresh one did not finish in time; at cutover the reverse path reads from the older one (a DynamoDB stream keeps records 24 hours, an oplog its window)",
+			"migration", spec.Name, "source", src.Name(), "timeout", cdcStartTimeout, "err", err)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("spec %s: reverse-cdc: %w", spec.File, err)
 	}
@@ -150,7 +221,12 @@ func (ms *migrationStack) refreshReverse(ctx context.Context, spec *transform.Sp
 	return nil
 }
 
+// noChangeStreams reports whether err says the store has no change streams: a MongoDB
+// deployment without them, or a DynamoDB table without an enabled stream.
 func noChangeStreams(err error) bool {
+	if errors.Is(err, cdc.ErrNoStream) {
+		return true
+	}
 	var se mongo.ServerError
 	if !errors.As(err, &se) {
 		return false
@@ -312,8 +388,8 @@ next restart (its supervisor retries it within 30 s). The resync is recorded in 
 			if err != nil {
 				return err
 			}
-			if spec.Source.Kind != transform.StoreMongoDB || spec.Target.Kind != transform.StoreMongoDB && dir == shadow.Reverse {
-				return usagef("spec %s: resync %s needs a MongoDB change stream (%s)", spec.File, direction, map[bool]string{true: "the target", false: "the source"}[dir == shadow.Reverse])
+			if spec.Source.Kind != transform.StoreMongoDB {
+				return usagef("spec %s: resync needs a MongoDB source", spec.File)
 			}
 			cfg.AllowExisting = true
 			run, err := openBackfill(cmd.Context(), spec, cfg, cf.catalogURI, cf.catalogDB, cf.connectTimeout, true, log)
@@ -344,13 +420,9 @@ func resync(ctx context.Context, out io.Writer, run *backfillRun, dir shadow.Dir
 	if dir == shadow.Reverse {
 		store, path = run.cfg.New, cdc.PathReverse
 	}
-	ms, ok := store.(*adapters.MongoStore)
-	if !ok {
-		return fmt.Errorf("spec %s: the %s store is not a MongoDB collection", spec.File, dir)
-	}
-	src, err := cdc.NewChangeStream(cdc.ChangeStreamConfig{Collection: ms.Collection(), Logger: run.log})
+	src, err := changeSource(store, run.log, nil)
 	if err != nil {
-		return err
+		return fmt.Errorf("spec %s: resync %s: %w", spec.File, path, err)
 	}
 	pos, err := src.Start(ctx)
 	if err != nil {

@@ -63,6 +63,8 @@ func TestBadFlagsAreRejectedWithAReason(t *testing.T) {
 		{[]string{"--log-format", "xml", "demo"}, "--log-format \"xml\""},
 		{[]string{"demo", "--seed", "-3"}, "--seed -3"},
 		{[]string{"demo", "--data", ""}, "--data must name a folder"},
+		{[]string{"run", "--upstream", "mongodb://127.0.0.1:1/", "--spec", "x.yaml", "--cdc-apply", "workers"}, "--cdc-apply \"workers\": want tailer or journal"},
+		{[]string{"run", "--upstream", "mongodb://127.0.0.1:1/", "--spec", "x.yaml", "--cdc", "off", "--cdc-apply", "journal"}, "--cdc-apply journal: change capture is off"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

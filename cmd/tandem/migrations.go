@@ -66,6 +66,9 @@ type migrationOptions struct {
 	// Set by `tandem run` (--cdc) and the demo: run each migration's change-capture paths
 	// (auto, on or off; "": off).
 	cdc string
+	// Set by `tandem run` (--cdc-apply): who converges the forward stream's changes, the
+	// tailer itself (tailer; "" too) or the journal workers (journal).
+	cdcApply string
 
 	// Set by the demo, not by flags.
 	specData map[string][]byte // spec file name → content, instead of reading specs
@@ -389,7 +392,7 @@ func (ms *migrationStack) addRunners(ctx context.Context, o *migrationOptions, s
 			return err
 		}
 		// Change capture first: its start positions are taken before the backfill can copy.
-		if err := ms.addCDC(openCtx, o, r, reg, log); err != nil {
+		if err := ms.addCDC(openCtx, o, r, journal, reg, log); err != nil {
 			return err
 		}
 		if o.backfill != nil {

@@ -66,6 +66,12 @@ func newServeCmd(g *globalOptions, use, short, long string, withBackfill bool) *
 				if mo.cdc != cdcAuto && mo.cdc != cdcOn && mo.cdc != cdcOff {
 					return usagef("--cdc %q: want auto, on or off", mo.cdc)
 				}
+				switch {
+				case mo.cdcApply != cdcApplyTailer && mo.cdcApply != cdcApplyJournal:
+					return usagef("--cdc-apply %q: want tailer or journal", mo.cdcApply)
+				case mo.cdcApply == cdcApplyJournal && mo.cdc == cdcOff:
+					return usagef("--cdc-apply journal: change capture is off (--cdc off), so nothing would be published")
+				}
 			}
 			if err := mo.validate(); err != nil {
 				return err
@@ -86,6 +92,7 @@ func newServeCmd(g *globalOptions, use, short, long string, withBackfill bool) *
 	if withBackfill {
 		bo.addFlags(cmd)
 		cmd.Flags().StringVar(&mo.cdc, "cdc", cdcAuto, "change capture (forward in shadow, dual and cutover; reverse in cutover and finalized): auto (where the store has change streams, a warning where not), on (refuse to start without them) or off")
+		cmd.Flags().StringVar(&mo.cdcApply, "cdc-apply", cdcApplyTailer, "who converges the forward change stream: tailer (the elected tailer itself) or journal (it publishes the keys to the Kafka journal, and the journal workers of every tandem run converge them; the reverse path always converges itself)")
 	}
 	cmd.Flags().StringVar(&o.upstream, "upstream", "", "connection string of the MongoDB deployment behind the proxy (required); TLS options in it apply to the proxy's upstream connections")
 	return cmd
