@@ -16,6 +16,11 @@ import (
 	"github.com/tandemdb/tandem/testenv"
 )
 
+// childRate is the crash tests' children's copy rate in documents/s: slow enough that a kill
+// test's dozen kills land inside the copy (with the store out of process a child copied 700
+// documents in seven kills), fast enough that a run ends in seconds.
+const childRate = 150
+
 // childMain is a backfill process for the crash tests: it runs the backfill of the database
 // and migration its environment names, against the parent's FerretDB, and exits 0 when every
 // partition is done.
@@ -42,6 +47,7 @@ func childMain() int {
 	}
 	cfg := e.config()
 	cfg.Owner = "child-" + os.Getenv("TANDEM_BACKFILL_CHILD")
+	cfg.Rate = childRate
 	// Warnings go to the output the test prints when a run fails: they say why a run that
 	// stopped making progress kept retrying.
 	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
