@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -155,4 +156,15 @@ func Median(v []float64) float64 {
 		return v[len(v)/2]
 	}
 	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+// PrintHeader prints the lines a benchmark program's output starts with: the program and the
+// machine, the command line that reruns it (pkg as `go run` names it), the settings line the
+// caller formats, and the start time with the load average.
+func PrintHeader(name, pkg, settings string) {
+	fmt.Printf("# %s: %s, GOMAXPROCS %d, %d CPUs (%s), kernel %s, commit %s\n",
+		name, runtime.Version(), runtime.GOMAXPROCS(0), runtime.NumCPU(), CPUModel(), Kernel(), GitCommit())
+	fmt.Printf("# command: %s\n", CommandLine(pkg))
+	fmt.Printf("# settings: %s\n", settings)
+	fmt.Printf("# started %s, load average %s\n", time.Now().UTC().Format(time.RFC3339), LoadAvg())
 }

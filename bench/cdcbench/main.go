@@ -31,7 +31,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"runtime"
 	"slices"
 	"time"
 
@@ -81,12 +80,8 @@ func main() {
 
 func run(parts []string) error {
 	ctx := context.Background()
-	fmt.Printf("# cdcbench: %s, GOMAXPROCS %d, %d CPUs (%s), kernel %s, commit %s\n",
-		runtime.Version(), runtime.GOMAXPROCS(0), runtime.NumCPU(), benchenv.CPUModel(), benchenv.Kernel(), benchenv.GitCommit())
-	fmt.Printf("# command: %s\n", benchenv.CommandLine("./bench/cdcbench"))
-	fmt.Printf("# settings: -docs %d -rounds %d -rate %g -writers %d -duration %s -lag-rounds %d -sample %s -poll %s\n",
-		*flagDocs, *flagRounds, *flagRate, *flagWriters, *flagDuration, *flagLagRounds, *flagSample, pollName(*flagPoll))
-	fmt.Printf("# started %s, load average %s\n", time.Now().UTC().Format(time.RFC3339), benchenv.LoadAvg())
+	benchenv.PrintHeader("cdcbench", "./bench/cdcbench", fmt.Sprintf("-docs %d -rounds %d -rate %g -writers %d -duration %s -lag-rounds %d -sample %s -poll %s",
+		*flagDocs, *flagRounds, *flagRate, *flagWriters, *flagDuration, *flagLagRounds, *flagSample, pollName(*flagPoll)))
 
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()

@@ -29,7 +29,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -77,12 +76,8 @@ func main() {
 
 func run(targets []string) error {
 	ctx := context.Background()
-	fmt.Printf("# verifybench: %s, GOMAXPROCS %d, %d CPUs (%s), kernel %s, commit %s\n",
-		runtime.Version(), runtime.GOMAXPROCS(0), runtime.NumCPU(), benchenv.CPUModel(), benchenv.Kernel(), benchenv.GitCommit())
-	fmt.Printf("# command: %s\n", benchenv.CommandLine("./bench/verifybench"))
-	fmt.Printf("# settings: -docs %d -rounds %d -targets %s -partitions %d -batch %d -concurrency %d -dir %q\n",
-		*flagDocs, *flagRounds, strings.Join(targets, ","), *flagPartitions, *flagBatch, *flagConcurrency, *flagDir)
-	fmt.Printf("# started %s, load average %s\n", time.Now().UTC().Format(time.RFC3339), benchenv.LoadAvg())
+	benchenv.PrintHeader("verifybench", "./bench/verifybench", fmt.Sprintf("-docs %d -rounds %d -targets %s -partitions %d -batch %d -concurrency %d -dir %q",
+		*flagDocs, *flagRounds, strings.Join(targets, ","), *flagPartitions, *flagBatch, *flagConcurrency, *flagDir))
 
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
