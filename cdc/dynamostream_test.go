@@ -87,6 +87,13 @@ func dynTail(t testing.TB, src cdc.Source, pos cdc.Position, timeout time.Durati
 			if ctx.Err() != nil {
 				t.Fatalf("%s: no end within %s", src.Name(), timeout)
 			}
+			// Run has returned, so nothing more is sent: the batches it sent before its error
+			// may still be buffered (select picks at random between ready cases).
+			for len(out) > 0 {
+				if !each(<-out) {
+					break
+				}
+			}
 			return err
 		}
 	}
