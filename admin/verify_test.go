@@ -35,7 +35,7 @@ func TestVerifyStateEndpoint(t *testing.T) {
 			require.NoError(t, target.Upsert(ctx, out))
 		}
 	}
-	_, err = verify.Run(ctx, verify.Config{Migration: migration, Old: old, New: target, Forward: bf.Spec.Forward, Catalog: f.cat, NoMerge: true})
+	_, err = verify.Run(ctx, verify.Config{Migration: migration, Old: old, New: target, Forward: bf.Spec.Forward, Catalog: f.cat, Plan: verify.PlanLookup})
 	require.NoError(t, err)
 	st, err := c.VerifyState(ctx, migration)
 	require.NoError(t, err)

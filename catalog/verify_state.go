@@ -154,7 +154,9 @@ type VerifyGenerationState struct {
 
 // VerifyPartitionCount is what one full-pass partition of one store compared.
 type VerifyPartitionCount struct {
-	Store     string `json:"store"` // "old", "new" (keys only the new store has) or "both" (merged scan)
+	// Store is "old", "new" (keys only the new store has), "both" (merged scan), or, for a
+	// join, "old"/"new" (a part's documents read) and "join" (the keys compared).
+	Store     string `json:"store"`
 	Partition int    `json:"partition"`
 	Done      bool   `json:"done"`
 	// Compared is the keys compared; OldDocs and NewDocs the documents read from each store.
@@ -162,6 +164,51 @@ type VerifyPartitionCount struct {
 	OldDocs  int64        `json:"old_docs"`
 	NewDocs  int64        `json:"new_docs"`
 	Found    VerifyCounts `json:"found"`
+}
+
+// joinState adds a join task's rows to s: one per scanned part (the documents it read; the
+// keys are compared by bucket, after every part is scanned, and counted on the join's own
+// row), then the join's; and what it has not covered. It reports whether the join is done.
+func joinState(s *VerifyState, t VerifyTask, l VerifyLease, claimed bool) bool {
+	index := map[string]int{}
+	for i, p := range t.Parts {
+		row := VerifyPartitionCount{Store: p.Store, Partition: index[p.Store]}
+		index[p.Store]++
+		var jp VerifyJoinPart
+		if l.Join != nil && i < len(l.Join.Parts) {
+			jp = l.Join.Parts[i]
+		}
+		row.Done = jp.Done
+		if p.Store == StoreNew {
+			row.NewDocs = jp.Docs
+		} else {
+			row.OldDocs = jp.Docs
+		}
+		s.Partitions = append(s.Partitions, row)
+		if !l.Done && !jp.Done {
+			u := VerifyUncovered{Store: p.Store, Partition: row.Partition, Reason: "not started"}
+			if claimed {
+				u.After, u.Reason = jp.AfterString, "in progress"
+				if l.Error != "" {
+					u.Reason = l.Error
+				}
+			}
+			s.Uncovered = append(s.Uncovered, u)
+		}
+	}
+	s.Partitions = append(s.Partitions, VerifyPartitionCount{Store: StoreJoin, Done: l.Done, Compared: l.Compared,
+		OldDocs: l.OldDocs, NewDocs: l.NewDocs, Found: l.Found})
+	if l.Done {
+		return true
+	}
+	if l.Join != nil && l.Join.Scanned {
+		reason := fmt.Sprintf("every partition scanned; %d of %d buckets joined", l.Join.Joined, l.Join.Buckets)
+		if l.Error != "" {
+			reason += ": " + l.Error
+		}
+		s.Uncovered = append(s.Uncovered, VerifyUncovered{Store: StoreJoin, Reason: reason})
+	}
+	return false
 }
 
 // VerifyUncovered is a full-pass partition that was not wholly compared.
@@ -286,6 +333,13 @@ func (c *Catalog) VerifyRunState(ctx context.Context, run VerifyRun) (VerifyStat
 			}
 			g.Compared += l.Compared
 			g.Found.AddAll(l.Found)
+		}
+		if t.Generation == 0 && t.Store == StoreJoin {
+			s.Compared += l.Compared
+			if !joinState(&s, t, l, claimed) {
+				fullDone = false
+			}
+			continue
 		}
 		if t.Generation == 0 {
 			s.Compared += l.Compared

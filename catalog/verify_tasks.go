@@ -35,6 +35,10 @@ const (
 	StoreBoth = "both"
 	// StoreRecheck: a list of keys to compare again (a recheck generation).
 	StoreRecheck = "recheck"
+	// StoreJoin: the whole full pass as one task (VerifyTask.Parts): every partition of both
+	// stores scanned once, a digest of each document spilled to local disk in buckets of its
+	// key's hash, and the buckets joined (the plan for stores with no common key order).
+	StoreJoin = "join"
 	// StoreSample: a continuous-mode rolling sample of the old store (not part of the full
 	// pass's coverage).
 	StoreSample = "sample"
@@ -110,6 +114,43 @@ type VerifyTask struct {
 	Segment  int   `bson:"segment"`
 	Segments int   `bson:"segments"`
 	Keys     []any `bson:"keys,omitempty"`
+	// Parts are the partitions a join task (StoreJoin) scans.
+	Parts []VerifyPart `bson:"parts,omitempty"`
+}
+
+// VerifyPart is one partition of one store that a join task scans: Store is StoreOld or
+// StoreNew, the rest an adapters.Partition.
+type VerifyPart struct {
+	Store    string `bson:"store"`
+	Min      any    `bson:"min,omitempty"`
+	Max      any    `bson:"max,omitempty"`
+	Segment  int    `bson:"segment"`
+	Segments int    `bson:"segments"`
+}
+
+// VerifyJoin is a join task's checkpoint: where its spill files are, how long each was when
+// the checkpoint was taken (what lies beyond is cut off on resume: its batches are read
+// again), each part's scan position, and how many buckets are joined. A process on another
+// host, or one that finds a file shorter than recorded, starts the scans again.
+type VerifyJoin struct {
+	Host    string           `bson:"host"`
+	Dir     string           `bson:"dir"`
+	Buckets int              `bson:"buckets"`
+	Sizes   []int64          `bson:"sizes"` // the old store's buckets, then the new store's
+	Parts   []VerifyJoinPart `bson:"parts"`
+	// Scanned is set once every part is scanned; Joined is then the number of buckets joined
+	// (and counted in the lease).
+	Scanned bool `bson:"scanned"`
+	Joined  int  `bson:"joined"`
+}
+
+// VerifyJoinPart is one scanned part's progress in a join task.
+type VerifyJoinPart struct {
+	After       any    `bson:"after,omitempty"`
+	HasAfter    bool   `bson:"has_after"`
+	AfterString string `bson:"after_string,omitempty"`
+	Done        bool   `bson:"done"`
+	Docs        int64  `bson:"docs"`
 }
 
 // VerifyTaskID is the _id of a task.
@@ -143,6 +184,8 @@ type VerifyLease struct {
 	Found    VerifyCounts `bson:"found"`
 	// Error is the last error that stopped or delayed the task (a store outage).
 	Error string `bson:"error,omitempty"`
+	// Join is a join task's checkpoint (StoreJoin), nil for the others.
+	Join *VerifyJoin `bson:"join,omitempty"`
 }
 
 // VerifyLeaseID is the _id of a task's lease of one attempt.
@@ -343,6 +386,9 @@ func (c *Catalog) SaveVerifyLease(ctx context.Context, l VerifyLease) error {
 	}
 	if l.HasAfter {
 		set = append(set, bson.E{Key: "after", Value: l.After})
+	}
+	if l.Join != nil {
+		set = append(set, bson.E{Key: "join", Value: l.Join})
 	}
 	return c.saveOwned(ctx, collVerifyLeases, id, l.Owner, set, "verification lease "+id)
 }

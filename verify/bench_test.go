@@ -12,7 +12,8 @@ import (
 )
 
 // BenchmarkFullPass compares a full pass of a converged MongoDB → MongoDB migration of 5000
-// documents (embedded FerretDB) by merged ordered scans and by batched look-ups with a raw
+// documents (embedded FerretDB) by merged ordered scans, by the join of spilled scans and by
+// batched look-ups with a raw
 // dual scan: both stores read in the same partitions, nothing compared. Each iteration is a
 // fresh run in a fresh catalog; docs/s is reported.
 func BenchmarkFullPass(b *testing.B) {
@@ -20,15 +21,15 @@ func BenchmarkFullPass(b *testing.B) {
 	f := newFixture(b)
 	seedB(b, f, n)
 	ctx := context.Background()
-	run := func(b *testing.B, noMerge bool) {
+	run := func(b *testing.B, plan string) {
 		for i := 0; b.Loop(); i++ {
-			g, err := openFixture(fmt.Sprintf("%s_run%d_%v", f.db, i, noMerge))
+			g, err := openFixture(fmt.Sprintf("%s_run%d_%s", f.db, i, plan))
 			if err != nil {
 				b.Fatal(err)
 			}
 			g.old, g.new = f.old, f.new
 			cfg := g.config()
-			cfg.Batch, cfg.Partitions, cfg.NoMerge = 500, 4, noMerge
+			cfg.Batch, cfg.Partitions, cfg.Plan = 500, 4, plan
 			if _, err := verify.Run(ctx, cfg); err != nil {
 				b.Fatal(err)
 			}
@@ -36,8 +37,9 @@ func BenchmarkFullPass(b *testing.B) {
 		}
 		b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "docs/s")
 	}
-	b.Run("merge", func(b *testing.B) { run(b, false) })
-	b.Run("lookups", func(b *testing.B) { run(b, true) })
+	b.Run("merge", func(b *testing.B) { run(b, verify.PlanMerge) })
+	b.Run("join", func(b *testing.B) { run(b, verify.PlanJoin) })
+	b.Run("lookups", func(b *testing.B) { run(b, verify.PlanLookup) })
 	b.Run("raw-dual-scan", func(b *testing.B) {
 		for b.Loop() {
 			parts, err := f.old.Partitions(ctx, 4)

@@ -39,6 +39,13 @@ func childMain() int {
 		return 2
 	}
 	cfg := f.childConfig("child-" + os.Getenv("TANDEM_VERIFY_CHILD"))
+	if plan := os.Getenv("TANDEM_VERIFY_PLAN"); plan != "" {
+		cfg.Plan, cfg.SpillDir = plan, os.Getenv("TANDEM_VERIFY_SPILL")
+		// Checkpoints and buckets often and many, and a bucket's join slowed down, so that
+		// kills land in the scans, between a batch's spill and its checkpoint, and in the join.
+		cfg.CheckpointEvery, cfg.Buckets = 50*time.Millisecond, 64
+		verify.SetAfterBatch(&cfg, func() { time.Sleep(10 * time.Millisecond) })
+	}
 	if os.Getenv("TANDEM_TEST_LOG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -34,6 +35,26 @@ const (
 	DefaultPoll           = 200 * time.Millisecond
 	DefaultDriftEvery     = 10 * time.Second
 	DefaultRecheckEvery   = 5 * time.Second
+	// DefaultCheckpointEvery is the join plan's checkpoint interval.
+	DefaultCheckpointEvery = time.Second
+)
+
+// The full pass's plans (Config.Plan).
+const (
+	// PlanAuto merges where it can (PlanMerge), and joins otherwise (PlanJoin).
+	PlanAuto = ""
+	// PlanMerge reads key ranges of two MongoDB collections keyed by _id in key order and
+	// walks them side by side: each store read once, two batches in memory, the ranges shared
+	// by every process working on the run.
+	PlanMerge = "merge"
+	// PlanJoin reads every partition of both stores once, spills a digest per document to
+	// local disk by the hash of its key and joins the buckets (join.go): for stores with no
+	// common key order. One process holds the full pass.
+	PlanJoin = "join"
+	// PlanLookup compares each batch of each store's partitions by looking its keys up in the
+	// other store: every document read twice, but the partitions are tasks that processes
+	// share.
+	PlanLookup = "lookup"
 )
 
 // ErrInvalidConfig means Run was given a Config that lacks a required field; no run started
@@ -110,9 +131,18 @@ type Config struct {
 	// Retries is how often this process retries a failing task (a store outage) before Run
 	// gives up; the run stays unfinished and a later Run resumes it. Optional; default 5.
 	Retries int
-	// NoMerge turns off the ordered merge of a MongoDB → MongoDB run keyed by _id on both
-	// sides (the old store's scan then looks keys up in batches). Optional.
-	NoMerge bool
+	// Plan is how the full pass reads the stores (the Plan constants). Optional; default
+	// PlanAuto.
+	Plan string
+	// SpillDir is where the join plan keeps its bucket files (under
+	// tandem-verify/MIGRATION/RUN): about 60 bytes and a key per document of each store,
+	// removed when the pass is done. Optional; default os.TempDir().
+	SpillDir string
+	// Buckets is the join plan's number of buckets (memory: one bucket of each store at a
+	// time). Optional; default: the stores' estimated size ÷ 10,000, within 16–1024.
+	Buckets int
+	// CheckpointEvery is how often the join plan saves its checkpoint. Optional; default 1s.
+	CheckpointEvery time.Duration
 	// Owner names this process in leases. Optional; default the catalog's process id.
 	Owner string
 	// Logger receives a line per mismatch and per error. Optional; default: discarded.
@@ -165,6 +195,14 @@ func (c Config) check() error {
 			return fmt.Errorf("%w: negative %s %v", ErrInvalidConfig, name, v)
 		}
 	}
+	switch c.Plan {
+	case PlanAuto, PlanMerge, PlanJoin, PlanLookup:
+	default:
+		return fmt.Errorf("%w: Plan %q: want %q, %q, %q or empty (automatic)", ErrInvalidConfig, c.Plan, PlanMerge, PlanJoin, PlanLookup)
+	}
+	if c.Buckets < 0 || c.Buckets > 1<<16 {
+		return fmt.Errorf("%w: Buckets %d: want 0 (automatic) to 65536", ErrInvalidConfig, c.Buckets)
+	}
 	if c.Settle < 0 {
 		return fmt.Errorf("%w: negative Settle %s", ErrInvalidConfig, c.Settle)
 	}
@@ -201,6 +239,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RecheckEvery <= 0 {
 		c.RecheckEvery = DefaultRecheckEvery
+	}
+	if c.SpillDir == "" {
+		c.SpillDir = os.TempDir()
+	}
+	if c.CheckpointEvery <= 0 {
+		c.CheckpointEvery = DefaultCheckpointEvery
 	}
 	if c.Owner == "" {
 		c.Owner = c.Catalog.ProcessID()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
@@ -122,7 +124,7 @@ func (f *fixture) assertReferenceFinds(t *testing.T, want map[string]catalog.Mis
 	ref := newFixture(t)
 	ref.old, ref.new = f.old, f.new
 	cfg := ref.config()
-	cfg.NoMerge = true
+	cfg.Plan = verify.PlanLookup
 	sum, err := verify.Run(context.Background(), cfg)
 	require.NoError(t, err)
 	refFound := ref.found(t)
@@ -144,23 +146,46 @@ func verifyProgress(f *fixture) int64 {
 	for _, g := range st.Generations {
 		p += g.Compared + int64(g.TasksDone)
 	}
+	for _, part := range st.Partitions {
+		if part.Store != catalog.StoreJoin { // a join's parts count what they read, then the join what it compared
+			p += part.OldDocs + part.NewDocs
+		}
+	}
 	return p
 }
 
 // TestSurvivesKills runs the verifier in a child process, SIGKILLs it at random moments
 // (inside a batch, between a mismatch's record and the checkpoint, while a generation is
-// made, during a recheck) ten times or more, until the run is finished, restarting it each time (a restart waits for the dead one's task
-// leases to expire), then lets one finish. The run's result must be what one uninterrupted
-// full comparison gives: every planted mismatch found exactly once with its kind, and no
-// other.
+// made, during a recheck) ten times or more, until the run is finished, restarting it each
+// time (a restart waits for the dead one's task leases to expire), then lets one finish. The
+// run's result must be what one uninterrupted full comparison gives: every planted mismatch
+// found exactly once with its kind, and no other. It runs with the default plan (the merge)
+// and with the join, whose spill files a kill leaves behind half written; once, the join's
+// spill directory is removed between two lives (a restart on a machine that lost it), and
+// the next one must scan again.
 func TestSurvivesKills(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow")
 	}
+	for _, plan := range []string{verify.PlanAuto, verify.PlanJoin} {
+		name := plan
+		if name == "" {
+			name = "merge"
+		}
+		t.Run(name, func(t *testing.T) { testSurvivesKills(t, plan) })
+	}
+}
+
+func testSurvivesKills(t *testing.T, plan string) {
+	spill := t.TempDir()
+	env := []string{"TANDEM_VERIFY_PLAN=" + plan, "TANDEM_VERIFY_SPILL=" + spill}
 	f := newFixture(t)
 	n := 1000
 	if raceEnabled {
 		n = 400
+	}
+	if plan == verify.PlanJoin {
+		n /= 2 // its 64 buckets add a dozen lives of their own
 	}
 	want := f.plant(t, n)
 	// Kill until the run is finished (each life gets a little further: the child's rate limit
@@ -168,7 +193,7 @@ func TestSurvivesKills(t *testing.T) {
 	// making of a generation and in the rechecks.
 	kills := 0
 	for kills < 40 {
-		cmd, out, err := f.child("k")
+		cmd, out, err := f.child("k", env...)
 		require.NoError(t, err)
 		before := verifyProgress(f)
 		for deadline := time.Now().Add(testLease + 30*time.Second); verifyProgress(f) <= before && time.Now().Before(deadline); {
@@ -181,6 +206,10 @@ func TestSurvivesKills(t *testing.T) {
 			break
 		}
 		kills++
+		if plan == verify.PlanJoin && kills == 5 {
+			require.NoError(t, os.RemoveAll(filepath.Join(spill, "tandem-verify")))
+			t.Logf("kill %d: the spill directory removed", kills)
+		}
 		st, err := f.cat.VerifyState(context.Background(), migration)
 		if err == nil {
 			t.Logf("kill %d: generation %d, %d keys compared in the full pass, %d partitions uncovered", kills, st.Generation, st.Compared, len(st.Uncovered))
@@ -196,7 +225,7 @@ func TestSurvivesKills(t *testing.T) {
 		if st, err := f.cat.VerifyState(context.Background(), migration); err == nil && !st.Finished.IsZero() {
 			break
 		}
-		cmd, out, err := f.child("last")
+		cmd, out, err := f.child("last", env...)
 		require.NoError(t, err)
 		err = waitExit(cmd, 5*time.Minute)
 		if err != nil && attempt < 4 && strings.Contains(out.String(), "database is locked") {

@@ -18,10 +18,17 @@ import (
 	"github.com/tandemdb/tandem/verify"
 )
 
-// TestDynamoDBTarget verifies MongoDB → DynamoDB (moto): documents are compared through the
-// table's value mapping (one number type, no int32), segments are scanned for extra items.
+// TestDynamoDBTarget verifies MongoDB → DynamoDB (moto) with each plan that can (the
+// default join, and look-ups): documents are compared through the table's value mapping (one
+// number type, no int32), segments are scanned for extra items.
 func TestDynamoDBTarget(t *testing.T) {
 	moto := testenv.StartMotoT(t)
+	for name, plan := range map[string]string{"auto": verify.PlanAuto, "lookup": verify.PlanLookup} {
+		t.Run(name, func(t *testing.T) { testDynamoDBTarget(t, moto, plan) })
+	}
+}
+
+func testDynamoDBTarget(t *testing.T, moto *testenv.Moto, plan string) {
 	ctx := context.Background()
 	table := testenv.UniqueName("users_v2")
 	require.NoError(t, testenv.CreateTable(ctx, moto.DynamoDB(), testenv.Table{Name: table, Key: "pk"}))
@@ -56,17 +63,34 @@ forward:
 	require.NoError(t, f.old.BulkWrite(ctx, olds))
 	require.NoError(t, dyn.BulkWrite(ctx, news))
 
-	sum, err := verify.Run(ctx, f.config())
+	config := func() verify.Config {
+		cfg := f.config()
+		cfg.Plan, cfg.SpillDir = plan, t.TempDir()
+		return cfg
+	}
+	sum, err := verify.Run(ctx, config())
 	require.NoError(t, err)
 	assert.True(t, sum.Clean, "%+v", sum)
 	assert.Equal(t, int64(n), sum.Keys)
 	assert.Zero(t, sum.Rechecked, "int64 and int32 values compare as the table returns them")
+	st, err := f.cat.VerifyState(ctx, migration)
+	require.NoError(t, err)
+	var stores []string
+	for _, p := range st.Partitions {
+		stores = append(stores, p.Store)
+	}
+	if plan == verify.PlanAuto {
+		assert.Contains(t, stores, catalog.StoreJoin, "a table and a collection are joined")
+		assert.NotContains(t, stores, catalog.StoreBoth)
+	} else {
+		assert.NotContains(t, stores, catalog.StoreJoin)
+	}
 
 	wrong := setField(f.forward(t, user(5)), "email_domain", "example.org")
 	require.NoError(t, dyn.Upsert(ctx, wrong))
 	require.NoError(t, dyn.Delete(ctx, userID(6)))
 	require.NoError(t, dyn.Upsert(ctx, f.forward(t, user(700))))
-	cfg := f.config()
+	cfg := config()
 	cfg.Repair = f.convergeForward
 	sum, err = verify.Run(ctx, cfg)
 	require.NoError(t, err)
@@ -81,7 +105,7 @@ forward:
 	assert.Equal(t, []string{"missing in the new store"}, got[userID(6)].Diff)
 	assert.Contains(t, got, userID(700))
 
-	sum, err = verify.Run(ctx, f.config())
+	sum, err = verify.Run(ctx, config())
 	require.NoError(t, err)
 	assert.True(t, sum.Clean, "repaired: %+v", sum)
 	assert.Equal(t, int64(n), sum.Keys)

@@ -2,6 +2,7 @@ package verify_test
 
 import (
 	"context"
+	"path/filepath"
 	"os"
 	"slices"
 	"sync"
@@ -121,7 +122,7 @@ func TestLaggingConvergeIsNotAMismatch(t *testing.T) {
 			f := newFixture(t)
 			f.seed(t, 30)
 			cfg := f.config()
-			cfg.NoMerge, cfg.Concurrency, cfg.Settle = true, 1, tc.settle
+			cfg.Plan, cfg.Concurrency, cfg.Settle = verify.PlanLookup, 1, tc.settle
 			release := make(chan struct{})
 			var wg sync.WaitGroup
 			var reached sync.Once
@@ -231,6 +232,12 @@ func TestGenerationsConverge(t *testing.T) {
 // without any field differing; a changed field is recorded with its path, types and value
 // hashes, and the values only when asked.
 func TestInvariantsAndFieldPaths(t *testing.T) {
+	for _, plan := range []string{verify.PlanMerge, verify.PlanJoin} {
+		t.Run(plan, func(t *testing.T) { testInvariantsAndFieldPaths(t, plan) })
+	}
+}
+
+func testInvariantsAndFieldPaths(t *testing.T, plan string) {
 	f := newFixture(t)
 	f.withVerifySection(t, `  invariants:
     - name: adult
@@ -243,7 +250,7 @@ func TestInvariantsAndFieldPaths(t *testing.T) {
 	require.NoError(t, f.write(userID(4), setField(user(4), "age", int32(12))))
 	require.NoError(t, f.new.Upsert(ctx, setField(f.forward(t, user(9)), "email_domain", "example.org")))
 	cfg := f.config()
-	cfg.Invariants = f.spec.Verify.Invariants
+	cfg.Invariants, cfg.Plan, cfg.SpillDir = f.spec.Verify.Invariants, plan, t.TempDir()
 	_, err := verify.Run(ctx, cfg)
 	require.NoError(t, err)
 	got := f.found(t)
@@ -316,17 +323,18 @@ func TestIndexCheck(t *testing.T) {
 	assert.Empty(t, f.found(t))
 }
 
-// TestMergeEqualsLookups: the ordered merge of two MongoDB scans finds what the batched
-// look-ups find, key for key and kind for kind, on the same stores.
-func TestMergeEqualsLookups(t *testing.T) {
+// TestPlansAgree: the ordered merge of two MongoDB scans, the join of their spilled scans
+// and the batched look-ups find the same, key for key and kind for kind, on the same stores.
+func TestPlansAgree(t *testing.T) {
 	merged := newFixture(t)
 	n := 300
 	if raceEnabled {
 		n = 100 // look-ups are slow on FerretDB: {_id: {$in: …}} scans the collection
 	}
 	want := merged.plant(t, n)
-	lookups := newFixture(t)
+	lookups, joined := newFixture(t), newFixture(t)
 	lookups.old, lookups.new = merged.old, merged.new
+	joined.old, joined.new = merged.old, merged.new
 	ctx := context.Background()
 
 	mcfg := merged.config()
@@ -334,9 +342,17 @@ func TestMergeEqualsLookups(t *testing.T) {
 	_, err := verify.Run(ctx, mcfg)
 	require.NoError(t, err)
 	cfg := lookups.config()
-	cfg.NoMerge, cfg.Batch = true, 50
+	cfg.Plan, cfg.Batch = verify.PlanLookup, 50
 	_, err = verify.Run(ctx, cfg)
 	require.NoError(t, err)
+	spill := t.TempDir()
+	jcfg := joined.config()
+	jcfg.Plan, jcfg.Batch, jcfg.SpillDir = verify.PlanJoin, 50, spill
+	_, err = verify.Run(ctx, jcfg)
+	require.NoError(t, err)
+	left, err := filepath.Glob(filepath.Join(spill, "tandem-verify", "*", "*", "*", "*"))
+	require.NoError(t, err)
+	assert.Empty(t, left, "the join removes its spill files when it is done")
 
 	stores := func(f *fixture) map[string]bool {
 		run, err := f.cat.LatestVerifyRun(ctx, migration)
@@ -351,13 +367,27 @@ func TestMergeEqualsLookups(t *testing.T) {
 	}
 	assert.Equal(t, map[string]bool{catalog.StoreBoth: true}, stores(merged))
 	assert.Equal(t, map[string]bool{catalog.StoreOld: true, catalog.StoreNew: true}, stores(lookups))
+	assert.Equal(t, map[string]bool{catalog.StoreJoin: true}, stores(joined))
 	merged.assertFoundExactly(t, want)
 	lookups.assertFoundExactly(t, want)
-	a, b := merged.found(t), lookups.found(t)
+	joined.assertFoundExactly(t, want)
+	a, b, c := merged.found(t), lookups.found(t), joined.found(t)
 	for k, m := range a {
 		assert.Equal(t, b[k].Detail, m.Detail, k)
+		assert.Equal(t, c[k].Detail, m.Detail, k)
 	}
 	assert.Equal(t, merged.state(t).Compared, lookups.state(t).Compared)
+	assert.Equal(t, merged.state(t).Compared, joined.state(t).Compared)
+	assert.Equal(t, int64(n+n/50), joined.state(t).Compared)
+	// The join's rows: each part's documents read, then the keys compared.
+	var oldDocs, newDocs int64
+	for _, p := range joined.state(t).Partitions {
+		if p.Store != catalog.StoreJoin {
+			oldDocs, newDocs = oldDocs+p.OldDocs, newDocs+p.NewDocs
+		}
+	}
+	assert.Equal(t, int64(n), oldDocs)
+	assert.Equal(t, int64(n-n/50+n/50), newDocs, "every 50th is missing in new, n/50 are only there")
 }
 
 // TestKeyOrderIsTheServers: the merge's key order is the order the server returns _id in,

@@ -236,7 +236,7 @@ func makerID() string { return bson.NewObjectID().Hex() }
 // merging says whether the full pass merges two ordered scans: both stores MongoDB
 // collections keyed by _id, so that both scans return the same keys in the same order.
 func (v *verifier) merging() bool {
-	if v.cfg.NoMerge {
+	if v.cfg.Plan != PlanAuto && v.cfg.Plan != PlanMerge {
 		return false
 	}
 	o, ok1 := v.cfg.Old.(*adapters.MongoStore)
@@ -244,8 +244,9 @@ func (v *verifier) merging() bool {
 	return ok1 && ok2 && o.KeyField() == "_id" && n.KeyField() == "_id"
 }
 
-// planFullPass splits the stores into the full pass's tasks: merged key ranges, or the old
-// store's partitions (compared by look-up) and the new store's (looking for extra keys).
+// planFullPass splits the stores into the full pass's tasks: merged key ranges; or one join
+// task over both stores' partitions; or the old store's partitions (compared by look-up) and
+// the new store's (looking for extra keys).
 func (v *verifier) planFullPass(ctx context.Context) ([]catalog.VerifyTask, error) {
 	oldParts, err := v.cfg.Old.Partitions(ctx, v.cfg.Partitions)
 	if err != nil {
@@ -254,9 +255,15 @@ func (v *verifier) planFullPass(ctx context.Context) ([]catalog.VerifyTask, erro
 	if v.merging() {
 		return partitionTasks(catalog.StoreBoth, oldParts), nil
 	}
+	if v.cfg.Plan == PlanMerge {
+		return nil, fmt.Errorf("verify %s: %w: Plan %q needs two MongoDB collections keyed by _id", v.cfg.Migration, ErrInvalidConfig, PlanMerge)
+	}
 	newParts, err := v.cfg.New.Partitions(ctx, v.cfg.Partitions)
 	if err != nil {
 		return nil, fmt.Errorf("verify %s: partitioning the new store: %w", v.cfg.Migration, err)
+	}
+	if v.joining() {
+		return []catalog.VerifyTask{joinTask(oldParts, newParts)}, nil
 	}
 	return append(partitionTasks(catalog.StoreOld, oldParts), partitionTasks(catalog.StoreNew, newParts)...), nil
 }

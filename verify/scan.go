@@ -36,6 +36,8 @@ func (v *verifier) process(ctx context.Context, run catalog.VerifyRun, h *held) 
 		err = v.merge(ctx, run, h)
 	case catalog.StoreRecheck:
 		err = v.recheck(ctx, run, h)
+	case catalog.StoreJoin:
+		err = v.join(ctx, run, h)
 	default:
 		err = fmt.Errorf("task %s reads an unknown store %q", h.task.ID, h.task.Store)
 	}
