@@ -2,8 +2,8 @@ package verify_test
 
 import (
 	"context"
-	"path/filepath"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"

@@ -327,7 +327,7 @@ func TestBreakingWriteDuringTheRunIsCaught(t *testing.T) {
 	f.seed(t, 10)
 	cfg := f.config()
 	cfg.Batch = 100
-	cfg.Plan = verify.PlanLookup            // the new store is read after the hook, as the look-up does
+	cfg.Plan = verify.PlanLookup  // the new store is read after the hook, as the look-up does
 	cfg.Settle = time.Millisecond // the wait changes nothing here: the wrong document stays
 	var once sync.Once
 	var changed string
