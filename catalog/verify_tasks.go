@@ -387,9 +387,7 @@ func (c *Catalog) SaveVerifyLease(ctx context.Context, l VerifyLease) error {
 	if l.HasAfter {
 		set = append(set, bson.E{Key: "after", Value: l.After})
 	}
-	if l.Join != nil {
-		set = append(set, bson.E{Key: "join", Value: l.Join})
-	}
+	set = append(set, bson.E{Key: "join", Value: l.Join}) // a join's checkpoint; nil (null): none, or start again
 	return c.saveOwned(ctx, collVerifyLeases, id, l.Owner, set, "verification lease "+id)
 }
 

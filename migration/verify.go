@@ -22,6 +22,7 @@ func (r *Runner) verifyConfig(repair bool) verify.Config {
 		Invariants: v.Invariants, Indexes: spec.RequiredIndexes(), Catalog: r.cfg.Catalog,
 		Changes: verify.CatalogChanges{Catalog: r.cfg.Catalog, Migration: r.name},
 		Settle:  v.Settle, Rate: v.Rate, SampleRate: v.SampleRate, MismatchBudget: v.MismatchBudget, MaxBacklog: v.MaxBacklog,
+		Plan: v.Plan, SpillDir: v.SpillDir,
 		Logger: r.log, Metrics: r.cfg.VerifyMetrics,
 	}
 	if repair {

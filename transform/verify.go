@@ -27,6 +27,9 @@ import (
 //	      expr: 'doc.email_domain == doc.profile.email.split("@")[1]'
 //	  indexes:              # indexes the new store must have (as the spec's indexes:)
 //	    - keys: {email_domain: 1}
+//	  plan: join            # the full pass's plan: merge, join or lookup; default: merge
+//	                        # for MongoDB → MongoDB by _id, join otherwise
+//	  spill_dir: /var/tmp   # where the join keeps its bucket files; default the temp dir
 //
 // For a DynamoDB target an index is a global secondary index: `name` is required and `keys`
 // lists its partition key attribute, then its sort key attribute, if any (orders ignored).
@@ -53,7 +56,14 @@ type VerifySpec struct {
 	// Indexes are the indexes the new store must have, besides the spec's indexes section
 	// (which the backfill creates, and which verification requires too).
 	Indexes []Index
+	// Plan is the full pass's plan ("merge", "join", "lookup"), "" for the default.
+	Plan string
+	// SpillDir is where the join plan spills; "" for the system's temporary directory.
+	SpillDir string
 }
+
+// The full pass's plans a verify section may name (verify.Config.Plan).
+var verifyPlans = []string{"merge", "join", "lookup"}
 
 // Invariant is a CEL expression over the new document (as `doc`) that must be true.
 type Invariant struct {
@@ -89,7 +99,7 @@ func (s *Spec) RequiredIndexes() []Index {
 	return append(append([]Index(nil), s.Indexes...), s.Verify.Indexes...)
 }
 
-var verifyKeys = []string{"settle", "rate", "sample_rate", "mismatch_budget", "max_backlog", "invariants", "indexes"}
+var verifyKeys = []string{"settle", "rate", "sample_rate", "mismatch_budget", "max_backlog", "invariants", "indexes", "plan", "spill_dir"}
 
 // verify parses the optional verify section.
 func (p *parser) verify(m map[string]entry, target Endpoint) VerifySpec {
@@ -117,6 +127,11 @@ func (p *parser) verify(m map[string]entry, target Endpoint) VerifySpec {
 	if x, ok := vm["invariants"]; ok {
 		v.Invariants = p.invariants(x)
 	}
+	v.Plan = p.oneOf(vm, "plan", "verify", e.key, verifyPlans, false, "plan")
+	if v.Plan == "merge" && target.Kind == StoreDynamoDB {
+		p.add(deref(vm["plan"].val), "verify.plan", ErrInvalidValue, "merge reads two MongoDB collections in key order; a DynamoDB table has none: use join or lookup")
+	}
+	v.SpillDir, _ = p.text(vm, "spill_dir", "verify", e.key, false)
 	if x, ok := vm["indexes"]; ok {
 		v.Indexes = p.indexList(x, "verify.indexes")
 		if target.Kind == StoreDynamoDB {

@@ -35,9 +35,13 @@ func TestVerifySection(t *testing.T) {
       expr: 'doc.email_domain == doc.profile.email.split("@")[1]'
   indexes:
     - keys: {email_domain: 1}
+  plan: lookup
+  spill_dir: /var/tmp/tandem
 `))
 	require.NoError(t, err)
 	v := s.Verify
+	assert.Equal(t, "lookup", v.Plan)
+	assert.Equal(t, "/var/tmp/tandem", v.SpillDir)
 	assert.Equal(t, 2*time.Second, v.Settle)
 	assert.Equal(t, 1000.0, v.Rate)
 	assert.Equal(t, 2.5, v.SampleRate)
@@ -82,6 +86,8 @@ func TestVerifySectionErrors(t *testing.T) {
 		{"invariant not boolean", "  invariants:\n    - expr: 'size(doc)'\n", `s.yaml:11:13: verify.invariants[0].expr: invariant verify.invariants[0]: gives int, want bool`, transform.ErrCEL},
 		{"invariant without expr", "  invariants:\n    - name: x\n", `verify.invariants[0].expr: required`, transform.ErrRequired},
 		{"bad index", "  indexes:\n    - keys: {a: 2}\n", `verify.indexes[0].keys.a: must be 1 (ascending) or -1 (descending)`, transform.ErrInvalidValue},
+		{"unknown plan", "  plan: hash\n", `s.yaml:10:9: verify.plan: unknown plan "hash" (want one of merge, join, lookup)`, transform.ErrInvalidValue},
+		{"spill_dir not a string", "  spill_dir: [a]\n", `verify.spill_dir: must be a string`, transform.ErrInvalidValue},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := transform.Parse("s.yaml", []byte(verifyBase+"verify:\n"+tc.section))
@@ -99,4 +105,10 @@ func TestVerifyIndexesOfDynamoDBTargetNeedNames(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "verify.indexes[0].name: a DynamoDB global secondary index needs its name")
 	assert.NotContains(t, err.Error(), "verify.indexes[1]")
+
+	merge := strings.Replace(verifyBase, `mongodb: {uri: "mongodb://h/", database: d, collection: users_v2}`, `dynamodb: {table: users_v2, region: us-east-1}`, 1) +
+		"key: {partition: pk}\nverify:\n  plan: merge\n"
+	_, err = transform.Parse("s.yaml", []byte(merge))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "verify.plan: merge reads two MongoDB collections in key order; a DynamoDB table has none: use join or lookup")
 }

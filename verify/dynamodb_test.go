@@ -26,6 +26,17 @@ func TestDynamoDBTarget(t *testing.T) {
 	for name, plan := range map[string]string{"auto": verify.PlanAuto, "lookup": verify.PlanLookup} {
 		t.Run(name, func(t *testing.T) { testDynamoDBTarget(t, moto, plan) })
 	}
+	t.Run("merge is refused", func(t *testing.T) {
+		f := newFixture(t)
+		dyn, err := adapters.NewDynamoStore(context.Background(), "no-such-table", "pk", adapters.DynamoClient(moto.DynamoDB()))
+		require.NoError(t, err)
+		f.new = dyn
+		cfg := f.config()
+		cfg.Plan = verify.PlanMerge
+		_, err = verify.Run(context.Background(), cfg)
+		require.ErrorIs(t, err, verify.ErrInvalidConfig)
+		assert.ErrorContains(t, err, `Plan "merge" needs two MongoDB collections keyed by _id`)
+	})
 }
 
 func testDynamoDBTarget(t *testing.T, moto *testenv.Moto, plan string) {

@@ -94,11 +94,11 @@ func (v *verifier) join(ctx context.Context, run catalog.VerifyRun, h *held) err
 	}
 	if !j.Scanned {
 		if err := v.joinScan(ctx, h, j, sp); err != nil {
-			return v.joinFailed(err)
+			return v.joinFailed(ctx, h, err)
 		}
 	}
 	if err := v.joinBuckets(ctx, run, h, j, sp); err != nil {
-		return v.joinFailed(err)
+		return v.joinFailed(ctx, h, err)
 	}
 	if err := os.RemoveAll(j.Dir); err != nil {
 		v.log.Warn("removing the verification's spill files", "dir", j.Dir, "err", err)
@@ -106,12 +106,21 @@ func (v *verifier) join(ctx context.Context, run catalog.VerifyRun, h *held) err
 	return nil
 }
 
-// joinFailed makes a damaged spill a reason to start again rather than a store error.
-func (v *verifier) joinFailed(err error) error {
-	if errors.Is(err, errSpillDamaged) {
-		return fmt.Errorf("%w (the next attempt scans again)", err)
+// joinFailed makes a damaged spill a reason to start again: the checkpoint is dropped, so
+// that the next attempt scans both stores again instead of reading the same damage.
+func (v *verifier) joinFailed(ctx context.Context, h *held, err error) error {
+	if !errors.Is(err, errSpillDamaged) {
+		return err
 	}
-	return err
+	v.log.Warn("verification join: the spill is damaged: the next attempt scans again", "task", h.task.ID, "err", err)
+	serr := v.save(context.WithoutCancel(ctx), h, func(l *catalog.VerifyLease) {
+		l.Join = nil
+		l.Compared, l.OldDocs, l.NewDocs, l.Found = 0, 0, 0, catalog.VerifyCounts{}
+	})
+	if serr != nil {
+		return errors.Join(err, serr)
+	}
+	return fmt.Errorf("%w (the next attempt scans again)", err)
 }
 
 // openJoin resumes the task's spill, or starts a new one (saving the fresh checkpoint) when

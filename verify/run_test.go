@@ -409,6 +409,8 @@ func TestInvalidConfigSavesNothing(t *testing.T) {
 		{"no forward", func(c *verify.Config) { c.Forward = nil }},
 		{"no catalog", func(c *verify.Config) { c.Catalog = nil }},
 		{"negative rate", func(c *verify.Config) { c.Rate = -1 }},
+		{"unknown plan", func(c *verify.Config) { c.Plan = "hash" }},
+		{"negative buckets", func(c *verify.Config) { c.Buckets = -1 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := f.config()
