@@ -7,13 +7,14 @@
 //
 //   - full pass: verify.Run with its defaults but -partitions, -batch and -concurrency, in a
 //     fresh catalog (on the FerretDB), which must come back clean with every key compared.
-//     MongoDB → DynamoDB plans the old store's partitions (each batch's keys looked up in the
-//     table with BatchGetItem) and the table's scan segments (each batch's keys looked up in
-//     the collection, for extra items); MongoDB → MongoDB merges two ordered scans.
-//   - raw scan + look-ups (DynamoDB only): the same reads as that plan, through the same
+//     By default (-plan "") MongoDB → DynamoDB joins: every old partition and every table
+//     segment scanned once, a digest per document spilled to local disk and the buckets
+//     joined; MongoDB → MongoDB merges two ordered scans. -plan lookup makes the full pass
+//     look each batch's keys up in the other store instead (verify.PlanLookup).
+//   - raw scan + look-ups (DynamoDB only): the reads of the look-up plan, through the same
 //     adapters, on -concurrency goroutines: each old partition scanned with each batch's keys
-//     looked up in the table, then each table segment scanned with each batch's keys looked
-//     up in the collection.
+//     looked up in the table (BatchGetItem), then each table segment scanned with each batch's
+//     keys looked up in the collection.
 //   - raw dual scan: every partition of both stores scanned once, nothing looked up (the old
 //     store's partitions for both on MongoDB → MongoDB, as BenchmarkFullPass does; the table's
 //     own segments on DynamoDB), on -concurrency goroutines.
@@ -49,6 +50,7 @@ var (
 	flagPartitions  = flag.Int("partitions", verify.DefaultPartitions, "verify.Config.Partitions, and the raw loops' partitions")
 	flagBatch       = flag.Int("batch", verify.DefaultBatch, "verify.Config.Batch, and the raw loops' batch")
 	flagConcurrency = flag.Int("concurrency", verify.DefaultConcurrency, "verify.Config.Concurrency, and the raw loops' goroutines")
+	flagPlan        = flag.String("plan", verify.PlanAuto, "verify.Config.Plan of the full pass: merge, join, lookup, or empty for the default")
 	flagTimeout     = flag.Duration("timeout", 30*time.Minute, "abort the whole run after this long")
 	flagDir         = flag.String("dir", "", "the FerretDB's SQLite folder (default: a temporary one, removed at the end); a tmpfs folder such as /dev/shm/verifybench takes the disk out")
 	flagCPUProfile  = flag.String("cpuprofile", "", "write a CPU profile of the first full pass (of the first target) to this file; the stores' FerretDB runs in this process and is profiled too")
