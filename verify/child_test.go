@@ -41,9 +41,9 @@ func childMain() int {
 	cfg := f.childConfig("child-" + os.Getenv("TANDEM_VERIFY_CHILD"))
 	if plan := os.Getenv("TANDEM_VERIFY_PLAN"); plan != "" {
 		cfg.Plan, cfg.SpillDir = plan, os.Getenv("TANDEM_VERIFY_SPILL")
-		// Checkpoints and buckets often and many, and a bucket's join slowed down, so that
+		// Buckets many, and a bucket's join slowed down, so that
 		// kills land in the scans, between a batch's spill and its checkpoint, and in the join.
-		cfg.CheckpointEvery, cfg.Buckets = 50*time.Millisecond, 64
+		cfg.Buckets = 64
 		verify.SetAfterBatch(&cfg, func() { time.Sleep(10 * time.Millisecond) })
 	}
 	if os.Getenv("TANDEM_TEST_LOG") != "" {
@@ -71,6 +71,7 @@ func (f *fixture) childConfig(owner string) verify.Config {
 	cfg := f.config()
 	cfg.Partitions, cfg.Batch, cfg.Concurrency = 6, 20, 2
 	cfg.Lease, cfg.Poll, cfg.Retries = testLease, 50*time.Millisecond, 50
+	cfg.CheckpointEvery = 50 * time.Millisecond
 	cfg.Owner = owner
 	// A rate limit spreads the full pass over enough time for a dozen kills whatever the
 	// machine's speed (the race detector's included).

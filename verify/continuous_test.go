@@ -40,6 +40,7 @@ func TestStoreOutageResumes(t *testing.T) {
 
 	cfg := f.config()
 	cfg.Batch, cfg.Retries = 20, 2
+	cfg.CheckpointEvery = time.Nanosecond // a checkpoint after every batch
 	var batches atomic.Int64
 	verify.SetAfterBatch(&cfg, func() {
 		if batches.Add(1) == 3 {

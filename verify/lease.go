@@ -99,6 +99,7 @@ func (v *verifier) claim(ctx context.Context, run catalog.VerifyRun, gen catalog
 		}
 		h := &held{task: byID[next.Task], attempt: next.Attempt, lease: next}
 		v.holding.Store(next.Task, true)
+		v.held.Add(1)
 		rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 		h.stop = stop
 		go v.renewLoop(rctx, h)
@@ -115,7 +116,16 @@ func (v *verifier) isHeld(task string) bool {
 // drop forgets a task this process held and stops its renewals.
 func (v *verifier) drop(h *held) {
 	h.stop()
-	v.holding.Delete(h.task.ID)
+	if _, ok := v.holding.LoadAndDelete(h.task.ID); !ok {
+		return // dropped before (release after a lost lease, say)
+	}
+	v.held.Add(-1)
+	v.droppedMu.Lock()
+	if v.dropped != nil {
+		close(v.dropped)
+		v.dropped = nil
+	}
+	v.droppedMu.Unlock()
 }
 
 // save applies change to the held lease and writes it, renewing its expiry, unless a newer

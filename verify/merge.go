@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -15,51 +16,52 @@ import (
 
 // merge compares a key range of two MongoDB collections keyed by _id by reading both in key
 // order at once and walking them side by side (a merge join), instead of looking each batch's
-// keys up in the new store: each store is read once, sequentially. The new store's scan runs
-// on its own goroutine and hands over one batch at a time (memory: two batches). A key only
-// the old store has is missing, one only the new store has is extra. The checkpoint after a
-// batch is the batch's last old key: every key up to it, of both stores, has been compared.
+// keys up in the new store: each store is read once, sequentially. Each store's scan runs on
+// a goroutine of its own and hands over one batch at a time, so that both keep reading while
+// a batch is compared (memory: four batches). A key only the old store has is missing, one
+// only the new store has is extra. The checkpoint, saved every CheckpointEvery and at the
+// end, is the last old key compared: every key up to it, of both stores, has been compared
+// (a crash compares what came after it again; a difference noted twice is one record).
 func (v *verifier) merge(ctx context.Context, run catalog.VerifyRun, h *held) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	part, opts := partitionOf(h.task), v.scanOptions(h)
-	newBatches := make(chan []bson.D)
-	newErr := make(chan error, 1)
-	go func() {
-		defer close(newBatches)
-		newErr <- v.cfg.New.Scan(ctx, part, opts, func(docs []bson.D) error {
-			select {
-			case newBatches <- docs:
-				return nil
-			case <-ctx.Done():
-				return context.Cause(ctx)
-			}
-		})
-	}()
+	newBatches, newErr := make(chan []bson.D, 1), make(chan error, 1)
+	go scanInto(ctx, v.cfg.New, part, opts, newBatches, newErr)
 	nw := &newSide{v: v, batches: newBatches, scanErr: newErr}
-	err := v.cfg.Old.Scan(ctx, part, opts, func(olds []bson.D) error {
+	oldBatches, oldErr := make(chan []bson.D, 1), make(chan error, 1)
+	go scanInto(ctx, v.cfg.Old, part, opts, oldBatches, oldErr)
+	cp := &pendingCheckpoint{v: v, h: h, last: time.Now()}
+	fail := func(err error) error {
+		cancel(err)
+		for range oldBatches {
+		}
+		nw.drain()
+		return err
+	}
+	for olds := range oldBatches {
 		if err := v.wait(ctx, len(olds)); err != nil {
-			return err
+			return fail(err)
 		}
 		keys, docs := v.keysOf(v.cfg.Old, passOld, olds)
 		if len(keys) == 0 {
-			return nil
+			continue
 		}
 		var pairs []pair
-		var res batchResult
+		var newDocs int64
 		for i, k := range keys {
 			// every new key below k is extra; one equal to k is its pair
 			for {
 				nk, nd, ok := nw.peek()
 				if nw.err != nil {
-					return nw.err // not "missing": the new store's scan failed
+					return fail(nw.err) // not "missing": the new store's scan failed
 				}
 				if !ok || compareKeys(nk, k) > 0 {
 					pairs = append(pairs, pair{key: k, old: docs[i]})
 					break
 				}
 				nw.pop()
-				res.newDocs++
+				newDocs++
 				if compareKeys(nk, k) == 0 {
 					pairs = append(pairs, pair{key: k, old: docs[i], cur: nd})
 					break
@@ -69,19 +71,30 @@ func (v *verifier) merge(ctx context.Context, run catalog.VerifyRun, h *held) er
 		}
 		got, err := v.compare(ctx, run, h, pairs, false)
 		if err != nil {
-			return err
+			return fail(err)
 		}
-		got.compared, got.oldDocs, got.newDocs = int64(len(pairs)), int64(len(olds)), res.newDocs
-		return v.checkpoint(ctx, h, keys[len(keys)-1], got)
-	})
-	if err != nil {
+		got.compared, got.oldDocs, got.newDocs = int64(len(pairs)), int64(len(olds)), newDocs
+		if err := cp.add(ctx, keys[len(keys)-1], got); err != nil {
+			return fail(err)
+		}
+	}
+	if err := <-oldErr; err != nil {
 		cancel(err)
 		nw.drain()
-		return fmt.Errorf("merging the two stores' scans: %w", err)
+		return fmt.Errorf("merging the two stores' scans: scanning the old store: %w", err)
 	}
 	// What is left of the new store's range is extra.
 	var pairs []pair
 	var last adapters.Key
+	extras := func() error {
+		res, err := v.compare(ctx, run, h, pairs, false)
+		if err != nil {
+			return err
+		}
+		res.compared, res.newDocs = int64(len(pairs)), int64(len(pairs))
+		pairs = pairs[:0]
+		return cp.add(ctx, last, res)
+	}
 	for {
 		nk, nd, ok := nw.peek()
 		if !ok {
@@ -91,30 +104,70 @@ func (v *verifier) merge(ctx context.Context, run catalog.VerifyRun, h *held) er
 		pairs = append(pairs, pair{key: nk, cur: nd})
 		last = nk
 		if len(pairs) == v.cfg.Batch {
-			if err := v.flushExtras(ctx, run, h, pairs, last); err != nil {
+			if err := extras(); err != nil {
 				cancel(err)
 				nw.drain()
 				return err
 			}
-			pairs = pairs[:0]
 		}
 	}
 	if nw.err != nil {
 		return nw.err
 	}
 	if len(pairs) > 0 {
-		return v.flushExtras(ctx, run, h, pairs, last)
+		if err := extras(); err != nil {
+			return err
+		}
 	}
-	return nil
+	return cp.flush(ctx)
 }
 
-func (v *verifier) flushExtras(ctx context.Context, run catalog.VerifyRun, h *held, pairs []pair, last adapters.Key) error {
-	res, err := v.compare(ctx, run, h, pairs, false)
-	if err != nil {
+// scanInto scans p of s into batches, one at a time, then sends the scan's result to errc
+// and closes batches.
+func scanInto(ctx context.Context, s adapters.Store, p adapters.Partition, opts adapters.ScanOptions, batches chan<- []bson.D, errc chan<- error) {
+	defer close(batches)
+	errc <- s.Scan(ctx, p, opts, func(docs []bson.D) error {
+		select {
+		case batches <- docs:
+			return nil
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	})
+}
+
+// pendingCheckpoint gathers the batches compared since a task's last checkpoint and saves
+// them, with the position after them, every CheckpointEvery.
+type pendingCheckpoint struct {
+	v     *verifier
+	h     *held
+	res   batchResult
+	after adapters.Key
+	has   bool
+	last  time.Time
+}
+
+func (c *pendingCheckpoint) add(ctx context.Context, after adapters.Key, res batchResult) error {
+	c.res.compared += res.compared
+	c.res.oldDocs += res.oldDocs
+	c.res.newDocs += res.newDocs
+	c.res.found.AddAll(res.found)
+	c.after, c.has = after, true
+	if time.Since(c.last) < c.v.cfg.CheckpointEvery {
+		return nil
+	}
+	return c.flush(ctx)
+}
+
+func (c *pendingCheckpoint) flush(ctx context.Context) error {
+	if !c.has {
+		return nil
+	}
+	if err := c.v.checkpoint(ctx, c.h, c.after, c.res); err != nil {
 		return err
 	}
-	res.compared, res.newDocs = int64(len(pairs)), int64(len(pairs))
-	return v.checkpoint(ctx, h, last, res)
+	c.res, c.has, c.last = batchResult{}, false, time.Now()
+	return nil
 }
 
 // newSide is the new store's ordered scan as a cursor over its batches.

@@ -69,6 +69,11 @@ type verifier struct {
 	repairs *rate.Limiter
 
 	holding sync.Map // task id → true, the tasks this process holds
+	// held counts holding's tasks; dropped is closed (and replaced) when one is let go, to
+	// wake the workers that wait for it.
+	held      atomic.Int64
+	droppedMu sync.Mutex
+	dropped   chan struct{}
 
 	// noteLocks serialize the notes of one key in this process (see note). Two processes
 	// can still interleave a key's notes: a continuous process's sample with another's
@@ -150,6 +155,7 @@ var errRunFinished = errors.New("verification run finished")
 func (v *verifier) worker(ctx context.Context, run catalog.VerifyRun, id int) error {
 	failures := 0
 	for ctx.Err() == nil {
+		dropped := v.droppedSignal() // before the claim, so that a drop after it is not missed
 		gen, err := v.currentGeneration(ctx, run)
 		if err != nil {
 			if failures++; failures > v.cfg.Retries {
@@ -199,10 +205,38 @@ func (v *verifier) worker(ctx context.Context, run catalog.VerifyRun, id int) er
 				return errRunFinished
 			}
 		default: // every task left is held by a live lease
-			sleep(ctx, v.cfg.Poll)
+			v.idleWait(ctx, dropped)
 		}
 	}
 	return ctx.Err()
+}
+
+// idleWait waits while every task left is held. While this process holds one of them, the
+// next change worth a look is its end (dropped) or another process's lease expiring: it waits
+// for the first, or Lease/3, rather than asking the catalog every Poll (which, on a one-task
+// join, would be most of the pass's catalog traffic). Otherwise it waits Poll.
+func (v *verifier) idleWait(ctx context.Context, dropped <-chan struct{}) {
+	if v.held.Load() == 0 {
+		sleep(ctx, v.cfg.Poll)
+		return
+	}
+	t := time.NewTimer(v.cfg.Lease / 3)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-dropped:
+	case <-t.C:
+	}
+}
+
+// droppedSignal is closed when this process next lets a task go.
+func (v *verifier) droppedSignal() <-chan struct{} {
+	v.droppedMu.Lock()
+	defer v.droppedMu.Unlock()
+	if v.dropped == nil {
+		v.dropped = make(chan struct{})
+	}
+	return v.dropped
 }
 
 func (v *verifier) backoff(failures int) time.Duration {
