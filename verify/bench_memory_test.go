@@ -27,9 +27,11 @@ import (
 	"github.com/tandemdb/tandem/verify"
 )
 
-// BenchmarkFullPassMemory measures the memory of a merged full pass at several store sizes
+// BenchmarkFullPassMemory measures the memory of a full pass at several store sizes
 // (TANDEM_BENCH_VERIFY_SIZES, default "20000,100000"), to show whether it stays flat as the
-// store grows. Three processes take part, so that each number is the verifier's alone: the
+// store grows: by default a merge of 4 partitions; TANDEM_BENCH_VERIFY_PLAN and
+// TANDEM_BENCH_VERIFY_PARTITIONS choose another plan and partitioning (one partition needs no
+// split keys, which FerretDB finds by sorting the whole collection). Three processes take part, so that each number is the verifier's alone: the
 // store (an embedded FerretDB in a child process of its own, storeMain), the benchmark, which
 // seeds the store with large insertMany batches, and, for each iteration, a verifier child
 // (memChildMain) that runs the full pass and reports its peak heap and peak resident memory.
@@ -235,6 +237,14 @@ func memChildMain() int {
 	}
 	cfg := f.config()
 	cfg.Batch, cfg.Partitions = 500, 4
+	if env := os.Getenv("TANDEM_BENCH_VERIFY_PARTITIONS"); env != "" {
+		if cfg.Partitions, err = strconv.Atoi(env); err != nil || cfg.Partitions <= 0 {
+			return fail("TANDEM_BENCH_VERIFY_PARTITIONS", fmt.Errorf("%q is not a positive number", env))
+		}
+	}
+	// The plan: the merge by default; TANDEM_BENCH_VERIFY_PLAN=join measures the join (the
+	// plan of MongoDB → DynamoDB) on the same stores, its spill in the system's temp dir.
+	cfg.Plan = os.Getenv("TANDEM_BENCH_VERIFY_PLAN")
 	runtime.GC()
 	var rep memReport
 	if rep.RSSBeforeKiB, err = procStatusKiB("VmRSS"); err != nil {

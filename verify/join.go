@@ -149,7 +149,7 @@ func (v *verifier) openJoin(ctx context.Context, run catalog.VerifyRun, h *held)
 	}
 	buckets := v.cfg.Buckets
 	if buckets <= 0 {
-		buckets = v.joinBuckets0(ctx)
+		buckets = v.joinBuckets0(ctx, run)
 	}
 	runDir := filepath.Join(v.cfg.SpillDir, "tandem-verify", safeName(run.Migration), run.RunID)
 	j := &catalog.VerifyJoin{Host: host, Dir: filepath.Join(runDir, fmt.Sprintf("attempt-%d", h.attempt)),
@@ -172,13 +172,12 @@ func (v *verifier) openJoin(ctx context.Context, run catalog.VerifyRun, h *held)
 	return j, sp, nil
 }
 
-// joinBuckets0 chooses the buckets from the stores' estimated sizes.
-func (v *verifier) joinBuckets0(ctx context.Context) int {
-	var n int64
-	for _, s := range []adapters.Store{v.cfg.Old, v.cfg.New} {
-		if c, err := s.EstimateCount(ctx); err == nil {
-			n = max(n, c)
-		}
+// joinBuckets0 chooses the buckets from the stores' estimated sizes (the old store's as the
+// run recorded it at its start).
+func (v *verifier) joinBuckets0(ctx context.Context, run catalog.VerifyRun) int {
+	n := run.Total
+	if c, err := v.cfg.New.EstimateCount(ctx); err == nil {
+		n = max(n, c)
 	}
 	return int(min(max((n+joinBucketDocs-1)/joinBucketDocs, minJoinBuckets), maxJoinBuckets))
 }

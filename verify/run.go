@@ -71,6 +71,7 @@ type verifier struct {
 	holding sync.Map // task id → true, the tasks this process holds
 	// held counts holding's tasks; dropped is closed (and replaced) when one is let go, to
 	// wake the workers that wait for it.
+	planMu    sync.Mutex // held while a worker plans the full pass
 	held      atomic.Int64
 	droppedMu sync.Mutex
 	dropped   chan struct{}
@@ -251,6 +252,16 @@ func (v *verifier) currentGeneration(ctx context.Context, run catalog.VerifyRun)
 		return catalog.VerifyGeneration{}, err
 	}
 	if len(gens) > 0 {
+		return gens[len(gens)-1], nil
+	}
+	// One worker of this process plans the full pass (partitioning a store can mean sorted
+	// queries over all of it); the others wait for it and read what it made.
+	v.planMu.Lock()
+	defer v.planMu.Unlock()
+	if gens, err = v.cfg.Catalog.VerifyGenerations(ctx, run.Migration, run.RunID); err != nil || len(gens) > 0 {
+		if err != nil {
+			return catalog.VerifyGeneration{}, err
+		}
 		return gens[len(gens)-1], nil
 	}
 	tasks, err := v.planFullPass(ctx)
