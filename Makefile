@@ -98,7 +98,7 @@ bench: $(VENV)/.installed kafka mongojava postgresql
 	$(GO) run ./bench/journalbench
 	$(GO) run ./bench/cdcbench
 	$(GO) test -run '^$$' -bench 'BenchmarkFullPass$$' -benchtime 3x ./verify
-	$(GO) run ./bench/verifybench
+	$(GO) run ./bench/verifybench -rounds 5
 	TANDEM_BENCH_VERIFY_SIZES=$(VERIFY_MEM_SIZES) $(GO) test -run '^$$' -bench BenchmarkFullPassMemory -benchtime 1x -timeout 3h ./verify
 
 lint:

@@ -55,6 +55,9 @@ func (s CatalogSource) runVerification(ctx context.Context, name string) (v Veri
 	}
 	for _, u := range st.Uncovered {
 		what := fmt.Sprintf("partition %d of the %s store", u.Partition, u.Store)
+		if u.Store == catalog.StoreJoin {
+			what = "the join of both stores' scans"
+		}
 		if u.After != "" {
 			what += " after key " + u.After
 		}

@@ -22,7 +22,7 @@
 // docs/s is the old store's documents over the wall time; the medians are printed with each
 // path ÷ the raw dual scan and ÷ the raw scan + look-ups.
 //
-//	go run ./bench/verifybench [-docs 2000] [-rounds 3] [-targets dynamodb,mongodb]
+//	go run ./bench/verifybench [-docs 10000] [-rounds 3] [-targets dynamodb,mongodb]
 package main
 
 import (
@@ -44,7 +44,7 @@ import (
 )
 
 var (
-	flagDocs        = flag.Int("docs", 2000, "documents of the converged migration (each target)")
+	flagDocs        = flag.Int("docs", 10000, "documents of the converged migration (each target)")
 	flagRounds      = flag.Int("rounds", 3, "rounds per target; the paths alternate and the medians are reported")
 	flagTargets     = flag.String("targets", "dynamodb,mongodb", "targets to measure: dynamodb, mongodb")
 	flagPartitions  = flag.Int("partitions", verify.DefaultPartitions, "verify.Config.Partitions, and the raw loops' partitions")
@@ -53,6 +53,7 @@ var (
 	flagPlan        = flag.String("plan", verify.PlanAuto, "verify.Config.Plan of the full pass: merge, join, lookup, or empty for the default")
 	flagTimeout     = flag.Duration("timeout", 30*time.Minute, "abort the whole run after this long")
 	flagDir         = flag.String("dir", "", "the FerretDB's SQLite folder (default: a temporary one, removed at the end); a tmpfs folder such as /dev/shm/verifybench takes the disk out")
+	flagLog         = flag.Bool("log", false, "print the verifier's log (info and above) to stderr, with times")
 	flagCPUProfile  = flag.String("cpuprofile", "", "write a CPU profile of the first full pass (of the first target) to this file; the stores' FerretDB runs in this process and is profiled too")
 )
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"runtime/pprof"
 	"slices"
@@ -212,6 +213,7 @@ func (b *bench) fullPass(ctx context.Context, fx *fixture) (time.Duration, error
 	sum, err := verify.Run(ctx, verify.Config{
 		Migration: fx.spec.Name, SpecVersion: fx.spec.Version, Old: fx.old, New: fx.new, Forward: fx.spec.Forward,
 		Catalog: cat, Partitions: *flagPartitions, Batch: *flagBatch, Concurrency: *flagConcurrency, Plan: *flagPlan,
+		Logger: logger(),
 	})
 	d := time.Since(start)
 	if err != nil {
@@ -221,6 +223,14 @@ func (b *bench) fullPass(ctx context.Context, fx *fixture) (time.Duration, error
 		return 0, fmt.Errorf("the full pass compared %d keys of %d, clean %v: %v", sum.Keys, fx.docs, sum.Clean, sum.Samples)
 	}
 	return d, nil
+}
+
+// logger is the verifier's logger: discarded, or with -log printed to stderr.
+func logger() *slog.Logger {
+	if !*flagLog {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, nil))
 }
 
 // profile starts writing a CPU profile to file; stop ends it.
