@@ -333,9 +333,11 @@ func partitionOf(t catalog.VerifyTask) adapters.Partition {
 func (v *verifier) advance(ctx context.Context, run catalog.VerifyRun, gen catalog.VerifyGeneration) (finished bool, err error) {
 	cat := v.cfg.Catalog
 	if gen.Finished.IsZero() {
-		if err := cat.FinishVerifyGeneration(ctx, gen, time.Now().UTC()); err != nil {
+		now := time.Now().UTC()
+		if err := cat.FinishVerifyGeneration(ctx, gen, now); err != nil {
 			return false, err
 		}
+		v.log.Info("verification generation finished", "generation", gen.Generation, "kind", gen.Kind, "took", now.Sub(gen.Started).Round(time.Millisecond))
 		if err := v.checkIndexes(ctx, run, gen.Generation); err != nil {
 			v.log.Warn("checking the new store's indexes", "err", err)
 		}
