@@ -72,6 +72,7 @@ type verifier struct {
 	// held counts holding's tasks; dropped is closed (and replaced) when one is let go, to
 	// wake the workers that wait for it.
 	planMu    sync.Mutex // held while a worker plans the full pass
+	advanceMu sync.Mutex // held while a worker advances the run to its next generation
 	held      atomic.Int64
 	droppedMu sync.Mutex
 	dropped   chan struct{}
@@ -331,6 +332,15 @@ func partitionOf(t catalog.VerifyTask) adapters.Partition {
 // continuous run waits for changed keys instead, and reports true only once a newer run has
 // started (a tandem verify), which the continuous path then joins.
 func (v *verifier) advance(ctx context.Context, run catalog.VerifyRun, gen catalog.VerifyGeneration) (finished bool, err error) {
+	if !v.advanceMu.TryLock() {
+		// Another worker of this process is advancing the run (its workers see the
+		// generation done at once): wait for it, then look again, rather than finish the
+		// generation, check the indexes and record drift a second time.
+		v.advanceMu.Lock()
+		v.advanceMu.Unlock()
+		return false, nil
+	}
+	defer v.advanceMu.Unlock()
 	cat := v.cfg.Catalog
 	if gen.Finished.IsZero() {
 		now := time.Now().UTC()
