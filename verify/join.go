@@ -100,10 +100,23 @@ func (v *verifier) join(ctx context.Context, run catalog.VerifyRun, h *held) err
 	if err := v.joinBuckets(ctx, run, h, j, sp); err != nil {
 		return v.joinFailed(ctx, h, err)
 	}
-	if err := os.RemoveAll(j.Dir); err != nil {
-		v.log.Warn("removing the verification's spill files", "dir", j.Dir, "err", err)
-	}
+	v.removeSpill(j.Dir)
 	return nil
+}
+
+// removeSpill removes a finished join's directory and, when they are left empty, the run's and
+// the migration's above it (tandem-verify/MIGRATION/RUN/attempt-N).
+func (v *verifier) removeSpill(dir string) {
+	if err := os.RemoveAll(dir); err != nil {
+		v.log.Warn("removing the verification's spill files", "dir", dir, "err", err)
+		return
+	}
+	for range 3 {
+		dir = filepath.Dir(dir)
+		if os.Remove(dir) != nil { // not empty (another run's files), or gone
+			return
+		}
+	}
 }
 
 // joinFailed makes a damaged spill a reason to start again: the checkpoint is dropped, so
