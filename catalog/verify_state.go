@@ -186,14 +186,7 @@ func joinState(s *VerifyState, t VerifyTask, l VerifyLease, claimed bool) bool {
 		}
 		s.Partitions = append(s.Partitions, row)
 		if !l.Done && !jp.Done {
-			u := VerifyUncovered{Store: p.Store, Partition: row.Partition, Reason: "not started"}
-			if claimed {
-				u.After, u.Reason = jp.AfterString, "in progress"
-				if l.Error != "" {
-					u.Reason = l.Error
-				}
-			}
-			s.Uncovered = append(s.Uncovered, u)
+			s.Uncovered = append(s.Uncovered, uncovered(p.Store, row.Partition, jp.AfterString, claimed, l.Error))
 		}
 	}
 	s.Partitions = append(s.Partitions, VerifyPartitionCount{Store: StoreJoin, Done: l.Done, Compared: l.Compared,
@@ -209,6 +202,19 @@ func joinState(s *VerifyState, t VerifyTask, l VerifyLease, claimed bool) bool {
 		s.Uncovered = append(s.Uncovered, VerifyUncovered{Store: StoreJoin, Reason: reason})
 	}
 	return false
+}
+
+// uncovered is a partition not wholly compared: not started (not claimed), or in progress
+// after a key, or stopped by errMsg.
+func uncovered(store string, partition int, after string, claimed bool, errMsg string) VerifyUncovered {
+	u := VerifyUncovered{Store: store, Partition: partition, Reason: "not started"}
+	if claimed {
+		u.After, u.Reason = after, "in progress"
+		if errMsg != "" {
+			u.Reason = errMsg
+		}
+	}
+	return u
 }
 
 // VerifyUncovered is a full-pass partition that was not wholly compared.
@@ -349,14 +355,7 @@ func (c *Catalog) VerifyRunState(ctx context.Context, run VerifyRun) (VerifyStat
 			})
 			if !l.Done {
 				fullDone = false
-				u := VerifyUncovered{Store: t.Store, Partition: t.Index, Reason: "not started"}
-				if claimed {
-					u.After, u.Reason = l.AfterString, "in progress"
-					if l.Error != "" {
-						u.Reason = l.Error
-					}
-				}
-				s.Uncovered = append(s.Uncovered, u)
+				s.Uncovered = append(s.Uncovered, uncovered(t.Store, t.Index, l.AfterString, claimed, l.Error))
 			}
 		}
 	}

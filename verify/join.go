@@ -70,19 +70,6 @@ func joinTask(oldParts, newParts []adapters.Partition) catalog.VerifyTask {
 	return t
 }
 
-// joinResult is what joined buckets found, for the lease's counters.
-type joinResult struct {
-	compared, oldDocs, newDocs int64
-	found                      catalog.VerifyCounts
-}
-
-func (r *joinResult) add(o joinResult) {
-	r.compared += o.compared
-	r.oldDocs += o.oldDocs
-	r.newDocs += o.newDocs
-	r.found.AddAll(o.found)
-}
-
 // join works on the join task until every bucket is joined.
 func (v *verifier) join(ctx context.Context, run catalog.VerifyRun, h *held) error {
 	j, sp, err := v.openJoin(ctx, run, h)
@@ -350,7 +337,7 @@ func (v *verifier) record(side int, key adapters.Key, doc bson.D) (spillRecord, 
 // joinBuckets joins the buckets left, saving the checkpoint with their counters every
 // CheckpointEvery and after the last.
 func (v *verifier) joinBuckets(ctx context.Context, run catalog.VerifyRun, h *held, j *catalog.VerifyJoin, sp *spill) error {
-	var acc joinResult
+	var acc batchResult
 	last := time.Now()
 	for b := j.Joined; b < j.Buckets; b++ {
 		res, err := v.joinBucket(ctx, run, h, sp, b)
@@ -365,10 +352,7 @@ func (v *verifier) joinBuckets(ctx context.Context, run catalog.VerifyRun, h *he
 		snap := cloneJoin(j)
 		err = v.save(ctx, h, func(l *catalog.VerifyLease) {
 			l.Join = snap
-			l.Compared += acc.compared
-			l.OldDocs += acc.oldDocs
-			l.NewDocs += acc.newDocs
-			l.Found.AddAll(acc.found)
+			acc.addTo(l)
 		})
 		if err != nil {
 			return err
@@ -377,15 +361,15 @@ func (v *verifier) joinBuckets(ctx context.Context, run catalog.VerifyRun, h *he
 		if v.cfg.afterBatch != nil {
 			v.cfg.afterBatch()
 		}
-		acc, last = joinResult{}, time.Now()
+		acc, last = batchResult{}, time.Now()
 	}
 	return nil
 }
 
 // joinBucket joins bucket b of both sides: the keys that agree by digest are counted; the
 // others are read from both stores and compared in full.
-func (v *verifier) joinBucket(ctx context.Context, run catalog.VerifyRun, h *held, sp *spill, b int) (joinResult, error) {
-	var res joinResult
+func (v *verifier) joinBucket(ctx context.Context, run catalog.VerifyRun, h *held, sp *spill, b int) (batchResult, error) {
+	var res batchResult
 	olds := map[string]spillRecord{}
 	err := sp.read(sideOld, b, func(r spillRecord) error {
 		res.oldDocs++

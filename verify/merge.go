@@ -148,10 +148,7 @@ type pendingCheckpoint struct {
 }
 
 func (c *pendingCheckpoint) add(ctx context.Context, after adapters.Key, res batchResult) error {
-	c.res.compared += res.compared
-	c.res.oldDocs += res.oldDocs
-	c.res.newDocs += res.newDocs
-	c.res.found.AddAll(res.found)
+	c.res.add(res)
 	c.after, c.has = after, true
 	if time.Since(c.last) < c.v.cfg.CheckpointEvery {
 		return nil

@@ -18,10 +18,26 @@ type pair struct {
 	old, cur bson.D
 }
 
-// batchResult is what one batch of a task compared, for the task's checkpoint.
+// batchResult is what one batch of a task compared (or several: a merge's since its last
+// checkpoint, a join's buckets), for the task's checkpoint.
 type batchResult struct {
 	compared, oldDocs, newDocs int64
 	found                      catalog.VerifyCounts
+}
+
+func (r *batchResult) add(o batchResult) {
+	r.compared += o.compared
+	r.oldDocs += o.oldDocs
+	r.newDocs += o.newDocs
+	r.found.AddAll(o.found)
+}
+
+// addTo adds r to a lease's counters.
+func (r batchResult) addTo(l *catalog.VerifyLease) {
+	l.Compared += r.compared
+	l.OldDocs += r.oldDocs
+	l.NewDocs += r.newDocs
+	l.Found.AddAll(r.found)
 }
 
 // process works on a claimed task until it is done, lost or fails, and lets it go.
@@ -176,10 +192,7 @@ func (v *verifier) compare(ctx context.Context, run catalog.VerifyRun, h *held, 
 func (v *verifier) checkpoint(ctx context.Context, h *held, after adapters.Key, res batchResult) error {
 	err := v.save(ctx, h, func(l *catalog.VerifyLease) {
 		l.After, l.HasAfter, l.AfterString = after, true, adapters.KeyString(after)
-		l.Compared += res.compared
-		l.OldDocs += res.oldDocs
-		l.NewDocs += res.newDocs
-		l.Found.AddAll(res.found)
+		res.addTo(l)
 	})
 	if err != nil {
 		return err
