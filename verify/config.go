@@ -135,7 +135,7 @@ type Config struct {
 	// PlanAuto.
 	Plan string
 	// SpillDir is where the join plan keeps its bucket files (under
-	// tandem-verify/MIGRATION/RUN): about 60 bytes and a key per document of each store,
+	// tandem-verify/MIGRATION/RUN): 29 bytes and the key twice per document of each store,
 	// removed when the pass is done. Optional; default os.TempDir().
 	SpillDir string
 	// Buckets is the join plan's number of buckets (memory: one bucket of each store at a

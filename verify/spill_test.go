@@ -233,3 +233,9 @@ func TestBucketOfSpreads(t *testing.T) {
 		assert.InDelta(t, 1000, n, 200, "bucket %d", b)
 	}
 }
+
+// TestRecordSize: a record is 29 bytes and the key twice (docs/verify.md gives the size).
+func TestRecordSize(t *testing.T) {
+	r := rec(t, "user-000001", 0)
+	assert.Len(t, appendRecord(nil, &r), 66)
+}
