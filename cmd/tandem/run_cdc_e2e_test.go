@@ -113,22 +113,7 @@ func TestRunChangeCaptureBothWays(t *testing.T) {
 	assert.Equal(t, "stopped", states[string(flags.PathReverseCDC)], "reverse runs only from cutover: %+v", st.Paths)
 
 	// Cutover: the gates read the forward lag from the catalog.
-	_, err = api.Advance(ctx, "users-v2", flags.PhaseDual, "towards cutover")
-	require.NoError(t, err)
-	require.Eventually(t, func() bool {
-		_, err = api.Cutover(ctx, "users-v2", "change capture both ways")
-		return err == nil
-	}, time.Minute, 500*time.Millisecond, "cutover passes its gates: %v", err)
-	require.Eventually(t, func() bool {
-		st, err := api.Status(ctx, "users-v2")
-		require.NoError(t, err)
-		for _, p := range st.Paths {
-			if p.Name == string(flags.PathReverseCDC) {
-				return p.State == "running"
-			}
-		}
-		return false
-	}, time.Minute, 100*time.Millisecond, "the reverse path runs in cutover")
+	cutOver(t, ctx, api, "users-v2", "change capture both ways")
 
 	// Straight into new: a new-schema application.
 	raw, err := bson.Marshal(e2eUser("n0001", 7))
@@ -173,4 +158,26 @@ func TestRunChangeCaptureBothWays(t *testing.T) {
 	require.NoError(t, old.FindOne(ctx, bson.D{{Key: "_id", Value: "h0001"}}).Decode(&h))
 	assert.Equal(t, "Written to new", h["name"], "the old store holds the write made to new")
 	require.NoError(t, stop())
+}
+
+// cutOver moves a running migration through dual to cutover once its gates pass, and waits for
+// its reverse path to run.
+func cutOver(t *testing.T, ctx context.Context, api *admin.Client, name, reason string) {
+	t.Helper()
+	_, err := api.Advance(ctx, name, flags.PhaseDual, "towards cutover")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		_, err = api.Cutover(ctx, name, reason)
+		return err == nil
+	}, time.Minute, 500*time.Millisecond, "cutover passes its gates: %v", err)
+	require.Eventually(t, func() bool {
+		st, err := api.Status(ctx, name)
+		require.NoError(t, err)
+		for _, p := range st.Paths {
+			if p.Name == string(flags.PathReverseCDC) {
+				return p.State == "running"
+			}
+		}
+		return false
+	}, time.Minute, 100*time.Millisecond, "the reverse path runs in cutover")
 }

@@ -153,23 +153,7 @@ func TestRunReverseFromDynamoDBStreams(t *testing.T) {
 		sum, err = api.Verify(ctx, "users-dyn", false)
 		return err == nil && sum.Clean
 	}, time.Minute, 500*time.Millisecond, "verification is clean: %+v %v", sum, err)
-	_, err = api.Advance(ctx, "users-dyn", flags.PhaseDual, "towards cutover")
-	require.NoError(t, err)
-	require.Eventually(t, func() bool {
-		_, err = api.Cutover(ctx, "users-dyn", "reverse from DynamoDB Streams")
-		return err == nil
-	}, time.Minute, 500*time.Millisecond, "cutover passes its gates: %v", err)
-
-	require.Eventually(t, func() bool {
-		st, err := api.Status(ctx, "users-dyn")
-		require.NoError(t, err)
-		for _, p := range st.Paths {
-			if p.Name == string(flags.PathReverseCDC) {
-				return p.State == "running"
-			}
-		}
-		return false
-	}, time.Minute, 100*time.Millisecond, "the reverse path runs in cutover")
+	cutOver(t, ctx, api, "users-dyn", "reverse from DynamoDB Streams")
 
 	// A first write into the table: once it is in old, the reverse path has read everything the
 	// stream held before it (what tandem itself wrote into the table since the start position:
