@@ -93,7 +93,7 @@ func TestBackfillEndpointsControlAPlan(t *testing.T) {
 	base := "/v1/migrations/" + migration + "/backfill"
 	ctx := context.Background()
 
-	r := f.call(t, "GET", base, "", "")
+	r := f.call(t, "GET", base, bearer, "")
 	assert.Equal(t, http.StatusNotFound, r.status, "%s", r.body)
 	e := r.errorBody(t)
 	assert.Equal(t, admin.CodeBackfillNotStarted, e.Code)
@@ -105,7 +105,7 @@ func TestBackfillEndpointsControlAPlan(t *testing.T) {
 	cfg := f.backfillConfig(t, 60)
 	_, err := backfill.Prepare(ctx, cfg)
 	require.NoError(t, err)
-	p := f.call(t, "GET", base, "", "").progress(t)
+	p := f.call(t, "GET", base, bearer, "").progress(t)
 	assert.Equal(t, backfill.StateRunning, p.State)
 	assert.Equal(t, int64(60), p.Estimate)
 	assert.Positive(t, p.Partitions)
@@ -153,14 +153,14 @@ func TestBackfillEndpointsControlAPlan(t *testing.T) {
 	for i, w := range want {
 		assert.Equal(t, w, struct{ who, why, subject, from, to string }{got[i].Who, got[i].Why, got[i].Subject, got[i].From, got[i].To}, "entry %d", i)
 	}
-	h := f.call(t, "GET", "/v1/migrations/"+migration+"/history?limit=1", "", "")
+	h := f.call(t, "GET", "/v1/migrations/"+migration+"/history?limit=1", bearer, "")
 	assert.Contains(t, string(h.body), `"kind": "backfill"`, "the history endpoint lists them")
 
 	runCtx, cancel := context.WithTimeout(ctx, time.Minute) // the backfill waits out catalog trouble: bound it
 	defer cancel()
 	_, err = backfill.Run(runCtx, cfg)
 	require.NoError(t, err)
-	p = f.call(t, "GET", base, "", "").progress(t)
+	p = f.call(t, "GET", base, bearer, "").progress(t)
 	assert.Equal(t, backfill.StateDone, p.State)
 	assert.Equal(t, int64(60), p.Copied)
 	assert.Equal(t, p.Partitions, p.PartitionsDone)
@@ -227,7 +227,7 @@ func TestBackfillEndpointsRefuseAndChangeNothing(t *testing.T) {
 	srv := httptest.NewServer(admin.NewHandler(admin.Config{Flags: f.mgr, Token: token}))
 	t.Cleanup(srv.Close)
 	plain := &fixture{url: srv.URL, mgr: f.mgr, cat: f.cat}
-	assert.Equal(t, http.StatusNotImplemented, plain.call(t, "GET", base, "", "").status)
+	assert.Equal(t, http.StatusNotImplemented, plain.call(t, "GET", base, bearer, "").status)
 	assert.Equal(t, http.StatusNotImplemented, plain.call(t, "POST", base+"/pause", bearer, `{"reason": "r"}`).status)
 	assert.Equal(t, http.StatusUnauthorized, plain.call(t, "POST", base+"/pause", "", `{"reason": "r"}`).status, "the token comes first")
 }

@@ -3,15 +3,19 @@
 // verification, read the migration runtime's status, read and control a backfill (pause,
 // resume, rate limits), and the Client the CLI uses to call it.
 //
-// Reads are open to anyone who can reach the listener; every state-changing call needs
-// "Authorization: Bearer TOKEN". A handler built without a token refuses every state-changing
-// call with 403 rather than leaving them open. See README.md in this folder for the endpoints.
+// It also serves the operator's dashboard at "/" (dashboard.go: embedded assets, no request
+// leaves the page) with its sign-in (auth.go), and the overview the dashboard and
+// "tandem status" show (overview.go).
+//
+// Every call needs "Authorization: Bearer TOKEN" or a dashboard session; reads are open to
+// anyone who can reach the listener only when Config.OpenReads says so. A handler built
+// without a token refuses every state-changing call with 403 rather than leaving them open.
+// See README.md in this folder for the endpoints.
 package admin
 
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +30,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"golang.org/x/time/rate"
+
 	"github.com/tandemdb/tandem/catalog"
 	"github.com/tandemdb/tandem/flags"
 	"github.com/tandemdb/tandem/migration"
@@ -39,6 +45,7 @@ type Flags interface {
 	Cutover(ctx context.Context, migration, who, why string) (flags.Values, []flags.GateResult, error)
 	Rollback(ctx context.Context, migration, to, who, why string) (flags.Values, error)
 	History(ctx context.Context, migration string, limit int) ([]catalog.AuditEntry, error)
+	CheckGates(ctx context.Context, migration string) ([]flags.GateResult, error)
 }
 
 var _ Flags = (*flags.Manager)(nil)
@@ -47,9 +54,16 @@ var _ Flags = (*flags.Manager)(nil)
 type Config struct {
 	// Flags reads and changes the flags. Required.
 	Flags Flags
-	// Token is the bearer token state-changing calls must present. Optional, but when empty
-	// every state-changing call is refused with 403 "admin token not configured"; reads still work.
+	// Token is the bearer token every call must present (or a dashboard session made with
+	// it). Optional, but when empty every state-changing call is refused with 403 "admin
+	// token not configured", and so is every read unless OpenReads is set.
 	Token string
+	// OpenReads answers reads (GET) without the token: the dashboard's views and every GET
+	// endpoint. Changes still need it.
+	OpenReads bool
+	// EventInterval is how often GET /v1/migrations/{name}/events sends the overview.
+	// Default: DefaultEventInterval.
+	EventInterval time.Duration
 	// Logger receives one line per state change and per refused call. Default: discard.
 	Logger *slog.Logger
 	// Who names the caller of a request for the audit trail; the handler prefixes "api:".
@@ -88,12 +102,27 @@ const (
 	MaxHistoryLimit     = 1000
 )
 
-// NewHandler returns the admin API, serving paths under /v1/ (mount it at "/v1/" or at the root).
-func NewHandler(cfg Config) http.Handler {
+// Handler is the admin API and the dashboard.
+type Handler struct {
+	h   *handler
+	mux *http.ServeMux
+}
+
+// ServeHTTP serves the API under /v1/ and the dashboard at "/", /assets/, /login and /logout:
+// mount it at the root of the admin listener.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// NewHandler returns the admin API and the dashboard.
+func NewHandler(cfg Config) *Handler {
 	if cfg.Flags == nil {
 		panic("admin.NewHandler: Config.Flags is required")
 	}
-	h := &handler{flags: cfg.Flags, log: cfg.Logger, who: cfg.Who, verify: cfg.Verify, status: cfg.Status, backfill: cfg.BackfillCatalog, reports: cfg.Reports}
+	h := &handler{flags: cfg.Flags, log: cfg.Logger, who: cfg.Who, verify: cfg.Verify, status: cfg.Status, backfill: cfg.BackfillCatalog, reports: cfg.Reports,
+		openReads: cfg.OpenReads, interval: cfg.EventInterval, secrets: newSecrets(), streams: make(chan struct{}, maxEventStreams),
+		logins: rate.NewLimiter(rate.Every(time.Second), 5)}
+	if h.interval <= 0 {
+		h.interval = DefaultEventInterval
+	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -105,24 +134,29 @@ func NewHandler(cfg Config) http.Handler {
 		h.tokenSum = &sum
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/v1/migrations/{name}/flags", methods{http.MethodGet: h.getFlags, http.MethodPost: h.write(h.setFlags)})
-	mux.Handle("/v1/migrations/{name}/history", methods{http.MethodGet: h.history})
-	mux.Handle("/v1/migrations/{name}/status", methods{http.MethodGet: h.getStatus})
+	mux.Handle("/v1/session", methods{http.MethodGet: h.getSession})
+	mux.Handle("/v1/migrations", methods{http.MethodGet: h.read(h.listMigrations)})
+	mux.Handle("/v1/migrations/{name}/overview", methods{http.MethodGet: h.read(h.getOverview)})
+	mux.Handle("/v1/migrations/{name}/events", methods{http.MethodGet: h.read(h.events)})
+	mux.Handle("/v1/migrations/{name}/flags", methods{http.MethodGet: h.read(h.getFlags), http.MethodPost: h.write(h.setFlags)})
+	mux.Handle("/v1/migrations/{name}/history", methods{http.MethodGet: h.read(h.history)})
+	mux.Handle("/v1/migrations/{name}/status", methods{http.MethodGet: h.read(h.getStatus)})
 	mux.Handle("/v1/migrations/{name}/phase", methods{http.MethodPost: h.write(h.advance)})
 	mux.Handle("/v1/migrations/{name}/cutover", methods{http.MethodPost: h.write(h.cutover)})
 	mux.Handle("/v1/migrations/{name}/rollback", methods{http.MethodPost: h.write(h.rollback)})
-	mux.Handle("/v1/migrations/{name}/verify", methods{http.MethodGet: h.getVerify, http.MethodPost: h.write(h.runVerify)})
-	mux.Handle("/v1/migrations/{name}/backfill", methods{http.MethodGet: h.getBackfill})
+	mux.Handle("/v1/migrations/{name}/verify", methods{http.MethodGet: h.read(h.getVerify), http.MethodPost: h.write(h.runVerify)})
+	mux.Handle("/v1/migrations/{name}/backfill", methods{http.MethodGet: h.read(h.getBackfill)})
 	mux.Handle("/v1/migrations/{name}/backfill/pause", methods{http.MethodPost: h.write(h.pauseBackfill)})
 	mux.Handle("/v1/migrations/{name}/backfill/resume", methods{http.MethodPost: h.write(h.resumeBackfill)})
 	mux.Handle("/v1/migrations/{name}/backfill/rate", methods{http.MethodPost: h.write(h.rateBackfill)})
 	mux.Handle("/v1/migrations/{name}/reports", methods{http.MethodPost: h.write(h.generateReport)})
-	mux.Handle("/v1/migrations/{name}/reports/{id}", methods{http.MethodGet: h.getReport})
+	mux.Handle("/v1/migrations/{name}/reports/{id}", methods{http.MethodGet: h.read(h.getReport)})
 	mux.Handle("/v1/migrations/{name}/reports/{id}/signoffs", methods{http.MethodPost: h.write(h.signReport)})
+	h.dashboardRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, CodeNotFound, fmt.Sprintf("no admin endpoint %s", r.URL.Path), nil)
 	})
-	return mux
+	return &Handler{h: h, mux: mux}
 }
 
 type handler struct {
@@ -134,6 +168,12 @@ type handler struct {
 	log      *slog.Logger
 	who      func(*http.Request) (string, error)
 	tokenSum *[sha256.Size]byte // nil: no token configured
+
+	openReads bool
+	secrets   *secrets      // dashboard sessions and one-time login codes
+	logins    *rate.Limiter // failed sign-ins
+	interval  time.Duration // between two overviews on an event stream
+	streams   chan struct{} // a slot per open event stream
 }
 
 // methods routes a path by method and answers any other method with a JSON 405.
@@ -161,19 +201,12 @@ type change struct {
 	who       string
 }
 
-// write wraps a state-changing endpoint: it checks the bearer token, then names the caller.
-// Nothing is read from the body before the token has been checked.
+// write wraps a state-changing endpoint: it checks the bearer token (or the dashboard's
+// session, see auth.go), then names the caller. Nothing is read from the body before the
+// credentials have been checked.
 func (h *handler) write(f func(http.ResponseWriter, *http.Request, change)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if h.tokenSum == nil {
-			h.log.Warn("admin: state-changing call refused: no admin token configured", "path", r.URL.Path, "remote", r.RemoteAddr)
-			writeError(w, http.StatusForbidden, CodeUnauthorized, "admin token not configured: state-changing calls are disabled on this server", nil)
-			return
-		}
-		if !h.authorized(r) {
-			h.log.Warn("admin: state-changing call refused: bad or missing bearer token", "path", r.URL.Path, "remote", r.RemoteAddr)
-			w.Header().Set("WWW-Authenticate", `Bearer realm="tandem"`)
-			writeError(w, http.StatusUnauthorized, CodeUnauthorized, "missing or wrong bearer token", nil)
+		if !h.writeAllowed(w, r) {
 			return
 		}
 		who, err := h.who(r)
@@ -183,17 +216,6 @@ func (h *handler) write(f func(http.ResponseWriter, *http.Request, change)) http
 		}
 		f(w, r, change{migration: r.PathValue("name"), who: "api:" + who})
 	}
-}
-
-// authorized compares the bearer token in constant time: both sides are hashed first, so
-// neither the token's content nor its length shows in the timing.
-func (h *handler) authorized(r *http.Request) bool {
-	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return false
-	}
-	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
-	return subtle.ConstantTimeCompare(sum[:], h.tokenSum[:]) == 1
 }
 
 // DefaultWho names the caller by its X-Tandem-User header when present (printable, at most 128
@@ -324,10 +346,7 @@ func (h *handler) history(w http.ResponseWriter, r *http.Request) {
 	}
 	out := HistoryResponse{Entries: make([]HistoryEntry, 0, len(entries))}
 	for _, e := range entries {
-		out.Entries = append(out.Entries, HistoryEntry{
-			ID: e.ID, Migration: e.Migration, Kind: e.Kind, Subject: e.Subject, From: e.From, To: e.To,
-			Who: e.Who, Why: e.Why, At: e.At, Revision: e.Revision,
-		})
+		out.Entries = append(out.Entries, historyEntry(e))
 	}
 	writeJSON(w, http.StatusOK, out)
 }

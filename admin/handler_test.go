@@ -122,7 +122,7 @@ func TestAdminEndpointsSucceed(t *testing.T) {
 	f := newFixture(t, token)
 	base := "/v1/migrations/" + migration
 
-	v := f.call(t, "GET", base+"/flags", "", "").values(t)
+	v := f.call(t, "GET", base+"/flags", bearer, "").values(t)
 	assert.Equal(t, flags.PhaseOff, v.Phase)
 	assert.Equal(t, flags.ReadOld, v.ReadSource)
 
@@ -143,7 +143,7 @@ func TestAdminEndpointsSucceed(t *testing.T) {
 	v = f.call(t, "POST", base+"/rollback", bearer, `{"reason": "latency", "to": ""}`, "X-Tandem-User", "bob").values(t)
 	assert.NotEqual(t, flags.PhaseDual, v.Phase, "a rollback leaves dual")
 
-	r := f.call(t, "GET", base+"/history?limit=100", "", "")
+	r := f.call(t, "GET", base+"/history?limit=100", bearer, "")
 	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
 	var h admin.HistoryResponse
 	require.NoError(t, json.Unmarshal(r.body, &h))
@@ -161,7 +161,7 @@ func TestAdminEndpointsSucceed(t *testing.T) {
 	assert.Contains(t, whys, "sample a quarter")
 	assert.Contains(t, whys, "latency")
 
-	r = f.call(t, "GET", base+"/history?limit=1", "", "")
+	r = f.call(t, "GET", base+"/history?limit=1", bearer, "")
 	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
 	require.NoError(t, json.Unmarshal(r.body, &h))
 	assert.Len(t, h.Entries, 1)
@@ -198,8 +198,21 @@ func TestAdminRefusesWithoutTheToken(t *testing.T) {
 	}
 	assert.Equal(t, before, f.state(t), "refused calls change nothing and write no audit entry")
 
-	r := f.call(t, "GET", base+"/flags", "", "")
-	assert.Equal(t, http.StatusOK, r.status, "reads are open")
+	for name, auth := range auths {
+		r := f.call(t, "GET", base+"/flags", auth, "")
+		assert.Equal(t, http.StatusUnauthorized, r.status, "%s: reads need the token too: %s", name, r.body)
+		assert.Contains(t, r.errorBody(t).Error, "needs the token for reads too")
+	}
+	assert.Equal(t, http.StatusOK, f.call(t, "GET", base+"/flags", bearer, "").status)
+
+	// With reads open, a read needs no token and a change still does.
+	open := httptest.NewServer(admin.NewHandler(admin.Config{Flags: f.mgr, Token: token, BackfillCatalog: f.cat, OpenReads: true}))
+	t.Cleanup(open.Close)
+	of := &fixture{url: open.URL, mgr: f.mgr, cat: f.cat}
+	assert.Equal(t, http.StatusOK, of.call(t, "GET", base+"/flags", "", "").status, "reads are open")
+	assert.Equal(t, http.StatusOK, of.call(t, "GET", base+"/overview", "", "").status, "the overview too")
+	assert.Equal(t, http.StatusUnauthorized, of.call(t, "POST", base+"/phase", "", `{"to": "shadow", "reason": "r"}`).status)
+	assert.Equal(t, before, f.state(t))
 }
 
 func TestAdminWithoutAConfiguredTokenIsReadOnly(t *testing.T) {
@@ -214,7 +227,15 @@ func TestAdminWithoutAConfiguredTokenIsReadOnly(t *testing.T) {
 		assert.Contains(t, e.Error, "admin token not configured")
 	}
 	assert.Equal(t, before, f.state(t))
-	assert.Equal(t, http.StatusOK, f.call(t, "GET", base+"/flags", "", "").status)
+	r := f.call(t, "GET", base+"/flags", "", "")
+	assert.Equal(t, http.StatusForbidden, r.status, "no token and reads not open: nothing is answered")
+	assert.Contains(t, r.errorBody(t).Error, "--admin-open-reads")
+
+	open := httptest.NewServer(admin.NewHandler(admin.Config{Flags: f.mgr, BackfillCatalog: f.cat, OpenReads: true}))
+	t.Cleanup(open.Close)
+	of := &fixture{url: open.URL, mgr: f.mgr, cat: f.cat}
+	assert.Equal(t, http.StatusOK, of.call(t, "GET", base+"/flags", "", "").status, "read-only with reads open")
+	assert.Equal(t, http.StatusForbidden, of.call(t, "POST", base+"/phase", "Bearer anything", `{"to": "shadow", "reason": "r"}`).status)
 }
 
 func TestAdminRejectsBadRequestsAndChangesNothing(t *testing.T) {

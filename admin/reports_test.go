@@ -69,12 +69,12 @@ func TestReportEndpoints(t *testing.T) {
 	assert.Contains(t, string(f.call(t, "POST", base, bearer, `{"include_values": true}`).body), reportSecret)
 
 	one := base + "/" + rep.ID
-	r = f.call(t, "GET", one, "", "")
-	assert.Equal(t, rep.ID, r.report(t).ID, "reading a stored report is open")
+	r = f.call(t, "GET", one, bearer, "")
+	assert.Equal(t, rep.ID, r.report(t).ID, "reading a stored report needs the token, not the values")
 	assert.NotContains(t, string(r.body), reportSecret)
 	assert.Equal(t, http.StatusUnauthorized, f.call(t, "GET", one+"?include_values=true", "", "").status, "values need the token")
 	assert.Contains(t, string(f.call(t, "GET", one+"?include_values=true", bearer, "").body), reportSecret)
-	assert.Equal(t, http.StatusBadRequest, f.call(t, "GET", one+"?include_values=maybe", "", "").status)
+	assert.Equal(t, http.StatusBadRequest, f.call(t, "GET", one+"?include_values=maybe", bearer, "").status)
 	assert.Equal(t, http.StatusMethodNotAllowed, f.call(t, "DELETE", one, bearer, "").status)
 
 	for path, code := range map[string]string{
@@ -83,7 +83,7 @@ func TestReportEndpoints(t *testing.T) {
 		"/v1/migrations/nobody/reports/latest":    admin.CodeNotFound,
 		"/v1/migrations/nobody/reports/" + rep.ID: admin.CodeNotFound,
 	} {
-		r := f.call(t, "GET", path, "", "")
+		r := f.call(t, "GET", path, bearer, "")
 		assert.Equal(t, http.StatusNotFound, r.status, path)
 		assert.Equal(t, code, r.errorBody(t).Code, path)
 	}
@@ -101,7 +101,7 @@ func TestReportEndpoints(t *testing.T) {
 	require.Len(t, signed.SignOffs, 1)
 	assert.Equal(t, "api:ada", signed.SignOffs[0].RecordedBy)
 	assert.Equal(t, report.Fail, signed.SignOffs[0].Verdict, "the verdict signed is recorded")
-	assert.Len(t, f.call(t, "GET", one, "", "").report(t).SignOffs, 1)
+	assert.Len(t, f.call(t, "GET", one, bearer, "").report(t).SignOffs, 1)
 
 	c, err := admin.NewClient(f.url, token, nil)
 	require.NoError(t, err)
@@ -111,7 +111,7 @@ func TestReportEndpoints(t *testing.T) {
 
 func TestReportEndpointsWithoutTokenOrService(t *testing.T) {
 	f := newReportFixture(t, "")
-	r := f.call(t, "GET", "/v1/migrations/"+migration+"/reports/latest?include_values=true", "", "")
+	r := f.call(t, "GET", "/v1/migrations/"+migration+"/reports/latest?include_values=true", bearer, "")
 	assert.Equal(t, http.StatusForbidden, r.status, "no token configured: values are never handed out")
 
 	plain := newFixture(t, token)

@@ -41,9 +41,9 @@ func TestStatusEndpoint(t *testing.T) {
 		}
 		return want, nil
 	}
-	srv := httptest.NewServer(admin.NewHandler(admin.Config{Flags: f.mgr, Status: status}))
+	srv := httptest.NewServer(admin.NewHandler(admin.Config{Flags: f.mgr, Status: status, OpenReads: true}))
 	t.Cleanup(srv.Close)
-	c, err := admin.NewClient(srv.URL, "", nil) // no token: a read
+	c, err := admin.NewClient(srv.URL, "", nil) // no token: a read, and reads are open
 	require.NoError(t, err)
 	ctx := context.Background()
 
@@ -63,7 +63,7 @@ func TestStatusEndpoint(t *testing.T) {
 	assert.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
 
 	// The fixture's handler has no Status.
-	plain, err := admin.NewClient(f.url, "", nil)
+	plain, err := admin.NewClient(f.url, token, nil)
 	require.NoError(t, err)
 	_, err = plain.Status(ctx, migration)
 	require.ErrorAs(t, err, &e)

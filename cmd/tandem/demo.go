@@ -143,12 +143,21 @@ const demoMigration = "users-v2"
 func printDemoBanner(w io.Writer, s *stack, store *embedmongo.Server, tokenFile string, phase string) {
 	fmt.Fprintf(w, `
 tandem demo is running: migration users-v2 (demo.users → demo.users_v2) in phase %s.
-
+`, phase)
+	if u := s.adminURL(); u != "" {
+		if link, err := s.mig.api.LoginLink(u); err == nil {
+			fmt.Fprintf(w, `
+  open the dashboard        %s
+                            (a one-time sign-in link, good for 15 minutes; later, sign in at %s/login with the admin token)
+`, link, u)
+		}
+	}
+	fmt.Fprintf(w, `
   applications connect to   %s
   embedded store (direct)   %s   (data in %s)
-`, phase, s.proxyURI(), store.URI(), store.Dir())
+`, s.proxyURI(), store.URI(), store.Dir())
 	if u := s.adminURL(); u != "" {
-		fmt.Fprintf(w, "  admin                     %s   (/metrics, /healthz, /v1/migrations/users-v2/flags)\n", u)
+		fmt.Fprintf(w, "  admin                     %s   (the dashboard at /, /metrics, /healthz, /v1/migrations/users-v2/overview)\n", u)
 		if tokenFile != "" {
 			fmt.Fprintf(w, "  admin token               in %s\n", tokenFile)
 		}

@@ -200,9 +200,19 @@ func TestDemoSeedsAndStopsCleanly(t *testing.T) {
 			n, err := client.Database("demo").Collection("users_v2").CountDocuments(ctx, bson.D{{Key: "schema_version", Value: 2}})
 			return err == nil && n == 25
 		}, 30*time.Second, 100*time.Millisecond, "run %d: demo.users_v2 holds the 25 transformed users", run)
-		code, body := httpGet(t, adminURL+"/v1/migrations/users-v2/flags")
-		assert.Equal(t, http.StatusOK, code)
-		assert.Contains(t, body, `"phase": "`+phase+`"`)
+		code, _ := httpGet(t, adminURL+"/v1/migrations/users-v2/flags")
+		assert.Equal(t, http.StatusUnauthorized, code, "reads need the token")
+		tok, err := os.ReadFile(filepath.Join(dir, "admin-token"))
+		require.NoError(t, err)
+		api, err := admin.NewClient(adminURL, strings.TrimSpace(string(tok)), nil)
+		require.NoError(t, err)
+		v, err := api.Get(context.Background(), "users-v2")
+		require.NoError(t, err)
+		assert.Equal(t, phase, v.Phase)
+		// The banner opens onto the dashboard: its one-time link signs a browser in, once.
+		link := loginLinkRE.FindStringSubmatch(out.String())
+		require.Len(t, link, 2, "the banner has the dashboard's sign-in link:\n%s", out.String())
+		assertLoginLinkWorksOnce(t, link[1])
 
 		// The README's round-trip check, against the demo's store.
 		direct := directRE.FindStringSubmatch(out.String())
@@ -212,10 +222,6 @@ func TestDemoSeedsAndStopsCleanly(t *testing.T) {
 		assert.Contains(t, vout, "sampled 20 document(s) from mongodb demo.users: 20 round-trip exactly")
 
 		if run == 0 {
-			tok, err := os.ReadFile(filepath.Join(dir, "admin-token"))
-			require.NoError(t, err)
-			api, err := admin.NewClient(adminURL, strings.TrimSpace(string(tok)), nil)
-			require.NoError(t, err)
 			_, err = api.Advance(context.Background(), "users-v2", "dual", "the next run must say dual")
 			require.NoError(t, err)
 		}
@@ -224,4 +230,44 @@ func TestDemoSeedsAndStopsCleanly(t *testing.T) {
 	}
 }
 
-var directRE = regexp.MustCompile(`embedded store \(direct\)\s+(mongodb://[0-9.:]+/)`)
+var (
+	directRE    = regexp.MustCompile(`embedded store \(direct\)\s+(mongodb://[0-9.:]+/)`)
+	loginLinkRE = regexp.MustCompile(`open the dashboard\s+(http://[0-9.:]+/login\?code=[A-Za-z0-9_-]+)`)
+)
+
+// assertLoginLinkWorksOnce opens a one-time sign-in link twice: the first visit gets a
+// session cookie and the dashboard, which then opens with it; the second is refused.
+func assertLoginLinkWorksOnce(t *testing.T, link string) {
+	t.Helper()
+	noFollow := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	res, err := noFollow.Get(link)
+	require.NoError(t, err)
+	_ = res.Body.Close()
+	require.Equal(t, http.StatusSeeOther, res.StatusCode)
+	assert.Equal(t, "/", res.Header.Get("Location"))
+	var session *http.Cookie
+	for _, c := range res.Cookies() {
+		if c.Name == admin.SessionCookie {
+			session = c
+		}
+	}
+	require.NotNil(t, session, "the link sets the session cookie")
+	assert.True(t, session.HttpOnly)
+	assert.Equal(t, http.SameSiteStrictMode, session.SameSite)
+
+	base := strings.SplitN(link, "/login", 2)[0]
+	req, err := http.NewRequest(http.MethodGet, base+"/", nil)
+	require.NoError(t, err)
+	req.AddCookie(session)
+	page, err := noFollow.Do(req)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(page.Body)
+	_ = page.Body.Close()
+	assert.Equal(t, http.StatusOK, page.StatusCode, "the session opens the dashboard")
+	assert.Contains(t, string(body), `<script src="/assets/app.js"`)
+
+	again, err := noFollow.Get(link)
+	require.NoError(t, err)
+	_ = again.Body.Close()
+	assert.Equal(t, http.StatusUnauthorized, again.StatusCode, "the link works once")
+}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -47,6 +46,7 @@ type migrationOptions struct {
 	flagdFile       string         // flagd flags file, with --flags-provider flagd
 	tenant          string         // the evaluation context's tenant
 	tokenFile       string         // admin token file; default $TANDEM_ADMIN_TOKEN
+	openReads       bool           // --admin-open-reads: GETs need no token
 	overrides       storeOverrides // optional --target-uri: every spec's new store (the proxy reads old through --upstream)
 	connectTimeout  time.Duration  // default 5s: reaching the catalog, a target store or the brokers at start-up
 	shadowWorkers   int
@@ -93,7 +93,8 @@ func (o *migrationOptions) addFlags(cmd *cobra.Command, demo bool) {
 	f.StringVar(&o.flagsProvider, "flags-provider", "catalog", "where the proxy reads flags: catalog (the catalog's flags, changed through the admin API) or flagd (a flagd flags file, see --flagd-file)")
 	f.StringVar(&o.flagdFile, "flagd-file", "", "flagd flags file (JSON) for --flags-provider flagd; keys MIGRATION.FLAG")
 	f.StringVar(&o.tenant, "tenant", "", "tenant passed to flag evaluation (for providers with targeting)")
-	f.StringVar(&o.tokenFile, "admin-token-file", "", "file holding the admin API token (default: $TANDEM_ADMIN_TOKEN); without a token the API refuses every change")
+	f.StringVar(&o.tokenFile, "admin-token-file", "", "file holding the admin API token (default: $TANDEM_ADMIN_TOKEN); without a token the API refuses every change, and every read unless --admin-open-reads")
+	f.BoolVar(&o.openReads, "admin-open-reads", false, "let anyone who reaches the admin listener read the migrations' state (the dashboard's views and every GET /v1/ endpoint) without the token; changes still need it")
 	f.IntVar(&o.shadowWorkers, "shadow-workers", 16, "converge workers per migration for shadow writes")
 	f.IntVar(&o.shadowQueue, "shadow-queue", 1024, "queued keys per shadow worker; keys beyond it go to the journal")
 	f.DurationVar(&o.convergeTimeout, "converge-timeout", 5*time.Second, "bound on one converge, pre-read or read from the new store")
@@ -205,7 +206,7 @@ func (o *migrationOptions) adminToken() (string, error) {
 type migrationStack struct {
 	log        *slog.Logger
 	routes     *proxy.Routes
-	api        http.Handler
+	api        *admin.Handler
 	manager    *flags.Manager
 	catalog    *catalog.Catalog
 	runners    []*migration.Runner
@@ -258,7 +259,7 @@ func startMigrations(ctx context.Context, o *migrationOptions, upstreamURI strin
 	if err := ms.start(runCtx, o, journal, reg, log); err != nil {
 		return nil, err
 	}
-	ms.api = admin.NewHandler(admin.Config{Flags: ms.manager, Token: token, Logger: log, Verify: ms.verify, Status: ms.status, BackfillCatalog: ms.catalog, Reports: ms.reportService()})
+	ms.api = admin.NewHandler(admin.Config{Flags: ms.manager, Token: token, OpenReads: o.openReads, Logger: log, Verify: ms.verify, Status: ms.status, BackfillCatalog: ms.catalog, Reports: ms.reportService()})
 	return ms, nil
 }
 

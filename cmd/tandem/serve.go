@@ -138,7 +138,8 @@ func startStack(ctx context.Context, opts proxyOptions, mo *migrationOptions, up
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 		mux.HandleFunc("GET /healthz", s.healthz)
 		if s.mig != nil {
-			mux.Handle("/v1/", s.mig.api)
+			mux.Handle("/", s.mig.api) // the API under /v1/ and the dashboard
+
 		}
 		s.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
