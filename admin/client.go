@@ -188,15 +188,36 @@ func (c *Client) History(ctx context.Context, migration string, limit int) ([]Hi
 	return out.Entries, err
 }
 
+// Migrations lists the migrations of the catalog, by name.
+func (c *Client) Migrations(ctx context.Context) ([]MigrationSummary, error) {
+	var out MigrationsResponse
+	err := c.call(ctx, http.MethodGet, "/v1/migrations", "/v1/migrations", nil, nil, &out)
+	return out.Migrations, err
+}
+
+// Overview returns every part of a migration on one page: what the dashboard shows and
+// "tandem status" prints.
+func (c *Client) Overview(ctx context.Context, migration string) (Overview, error) {
+	var out Overview
+	err := c.do(ctx, http.MethodGet, migration, "overview", nil, nil, &out)
+	return out, err
+}
+
 // do calls /v1/migrations/{migration}/{endpoint} and decodes a 2xx answer into out; any other
 // answer becomes an *Error.
 func (c *Client) do(ctx context.Context, method, migration, endpoint string, q url.Values, body, out any) error {
 	if migration == "" {
 		return errors.New("no migration named")
 	}
+	return c.call(ctx, method, "/v1/migrations/"+migration+"/"+endpoint, "/v1/migrations/"+url.PathEscape(migration)+"/"+endpoint, q, body, out)
+}
+
+// call calls path (escaped: its escaped form) under the base URL.
+func (c *Client) call(ctx context.Context, method, path, escaped string, q url.Values, body, out any) error {
+	endpoint := path
 	u := *c.base
-	u.Path += "/v1/migrations/" + migration + "/" + endpoint
-	u.RawPath = c.base.EscapedPath() + "/v1/migrations/" + url.PathEscape(migration) + "/" + endpoint
+	u.Path += path
+	u.RawPath = c.base.EscapedPath() + escaped
 	u.RawQuery = q.Encode()
 	var rd io.Reader
 	if body != nil {
