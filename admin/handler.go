@@ -26,6 +26,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -112,13 +113,17 @@ type Handler struct {
 // mount it at the root of the admin listener.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
+// Close ends the open event streams (a browser reconnects to whoever serves next) and refuses
+// new ones, so that an http.Server's Shutdown does not wait for them. Call it before Shutdown.
+func (h *Handler) Close() { h.h.closeOnce.Do(func() { close(h.h.closing) }) }
+
 // NewHandler returns the admin API and the dashboard.
 func NewHandler(cfg Config) *Handler {
 	if cfg.Flags == nil {
 		panic("admin.NewHandler: Config.Flags is required")
 	}
 	h := &handler{flags: cfg.Flags, log: cfg.Logger, who: cfg.Who, verify: cfg.Verify, status: cfg.Status, backfill: cfg.BackfillCatalog, reports: cfg.Reports,
-		openReads: cfg.OpenReads, interval: cfg.EventInterval, secrets: newSecrets(), streams: make(chan struct{}, maxEventStreams),
+		openReads: cfg.OpenReads, interval: cfg.EventInterval, secrets: newSecrets(), streams: make(chan struct{}, maxEventStreams), closing: make(chan struct{}),
 		logins: rate.NewLimiter(rate.Every(time.Second), 5)}
 	if h.interval <= 0 {
 		h.interval = DefaultEventInterval
@@ -174,6 +179,8 @@ type handler struct {
 	logins    *rate.Limiter // failed sign-ins
 	interval  time.Duration // between two overviews on an event stream
 	streams   chan struct{} // a slot per open event stream
+	closing   chan struct{} // closed by Close: event streams end
+	closeOnce sync.Once
 }
 
 // methods routes a path by method and answers any other method with a JSON 405.

@@ -34,6 +34,9 @@ const (
 	// maxEventStreams bounds the event streams open at once: each reads the catalog every
 	// interval.
 	maxEventStreams = 16
+	// maxEventStream ends a stream after this long; the browser's EventSource reconnects at
+	// once, so the stream goes on, and a stream never outlives a revoked session by more.
+	maxEventStream = 10 * time.Minute
 	// lagFresh is how old a lag report may be and still count as the component's lag.
 	lagFresh = time.Minute
 )
@@ -201,6 +204,12 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	select {
+	case <-h.closing:
+		writeError(w, http.StatusServiceUnavailable, CodeInternal, "the server is shutting down", nil)
+		return
+	default:
+	}
+	select {
 	case h.streams <- struct{}{}:
 		defer func() { <-h.streams }()
 	default:
@@ -232,11 +241,20 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 	}
 	tick := time.NewTicker(h.interval)
 	defer tick.Stop()
+	end := time.NewTimer(maxEventStream)
+	defer end.Stop()
 	for {
 		select {
 		case <-r.Context().Done():
 			return
+		case <-h.closing:
+			return
+		case <-end.C:
+			return
 		case <-tick.C:
+		}
+		if !h.readAllowed(r) {
+			return // the session ended (signed out): the reconnect is refused
 		}
 		o, err := h.overview(r.Context(), name)
 		ok := true

@@ -239,6 +239,9 @@ func (s *stack) shutdown() error {
 		}
 	}
 	if s.admin != nil {
+		if s.mig != nil {
+			s.mig.api.Close() // end the dashboards' event streams, which Shutdown would wait for
+		}
 		if err := s.admin.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stopping admin listener: %w", err))
 		}
