@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -130,14 +129,14 @@ func newBackfillStatusCmd() *cobra.Command {
 	var watch bool
 	var interval time.Duration
 	cmd := &cobra.Command{
-		Use:   "status MIGRATION [--watch] [--interval 1s] [--json]",
+		Use:   "status MIGRATION [--watch] [--interval 1s] [--output table|json]",
 		Short: "Show a backfill's progress over every process copying it",
 		Long: `Show a backfill's progress as the catalog has it, over every process copying it: state,
 limits, partitions, documents copied of the estimate, bytes, speed, ETA, dead letters, keys
 converged again, errors retried, and the processes copying.
 With --watch, show it again every --interval until the backfill is done, or Ctrl-C; on a
-terminal the screen is redrawn, otherwise each view follows the last (with --json, one
-JSON object per line).`,
+terminal the screen is redrawn, otherwise each view follows the last (with --output json,
+one JSON object per line: JSON lines).`,
 		Args: exactArgs(1, "MIGRATION"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if interval <= 0 {
@@ -185,12 +184,10 @@ func (o *adminOptions) watchBackfill(cmd *cobra.Command, c *admin.Client, migrat
 			return apiError(err)
 		case err != nil:
 			fmt.Fprintf(errOut, "tandem: backfill status %s: %s (reading again in %s)\n", migration, errorLine(apiError(err)), interval)
-		case o.json:
-			b, err := json.Marshal(p)
-			if err != nil {
+		case o.output.isJSON():
+			if err := writeJSONLine(out, p); err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "%s\n", b)
 		default:
 			now := time.Now()
 			if redraw {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -34,7 +33,7 @@ type adminOptions struct {
 	url       string        // default $TANDEM_ADMIN_URL, else defaultAdminURL
 	tokenFile string        // optional; overrides $TANDEM_ADMIN_TOKEN
 	user      string        // default $TANDEM_ADMIN_USER, else $USER; "" lets the server use the address
-	json      bool          // print the API's JSON instead of text
+	output    outputFlag    // --output table|json (--json, the older spelling)
 	timeout   time.Duration // default 30s
 }
 
@@ -51,8 +50,9 @@ func (o *adminOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.url, "admin", url, "admin API base URL (default from $"+envAdminURL+")")
 	f.StringVar(&o.tokenFile, "token-file", "", "file holding the admin bearer token (default: $"+envAdminToken+")")
 	f.StringVar(&o.user, "user", user, "name recorded in the audit trail (default from $"+envAdminUser+" or $USER)")
-	f.BoolVar(&o.json, "json", false, "print JSON for machines instead of text")
 	f.DurationVar(&o.timeout, "timeout", 30*time.Second, "give up on the admin API after this long")
+	addOutputFlag(cmd, &o.output, "the API's answer, one JSON document")
+	addJSONAlias(cmd, &o.output)
 }
 
 // client checks the flags and builds the API client; needToken says the call changes state.
@@ -90,15 +90,9 @@ func (o *adminOptions) client(needToken bool) (*admin.Client, error) {
 	return c, nil
 }
 
-// print writes v as JSON with --json, else calls text.
+// print writes v as JSON with --output json, else calls text.
 func (o *adminOptions) print(w io.Writer, v any, text func()) error {
-	if !o.json {
-		text()
-		return nil
-	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	return printResult(w, &o.output, v, text)
 }
 
 // requireReason refuses an empty --reason.
@@ -199,7 +193,7 @@ func (o *adminOptions) change(cmd *cobra.Command, call func(context.Context, *ad
 }
 
 // adminChange makes one state-changing admin API call (the token required) and prints what it
-// returns: JSON with --json, else text.
+// returns: JSON with --output json, else text.
 func adminChange[T any](o *adminOptions, cmd *cobra.Command, call func(context.Context, *admin.Client) (T, error), text func(io.Writer, T)) error {
 	c, err := o.client(true)
 	if err != nil {
@@ -294,7 +288,7 @@ failed, and nothing changed.`,
 			if err != nil && !(errors.As(err, &e) && e.Code == admin.CodeGateFailed) {
 				return apiError(err)
 			}
-			if o.json {
+			if o.output.isJSON() {
 				if e != nil {
 					_ = o.print(out, admin.ErrorResponse{Error: e.Message, Code: e.Code, Gates: e.Gates}, nil)
 				} else if perr := o.print(out, res, nil); perr != nil {
@@ -306,7 +300,7 @@ failed, and nothing changed.`,
 			if e != nil {
 				return gateFailure(args[0], e)
 			}
-			if !o.json {
+			if !o.output.isJSON() {
 				fmt.Fprintf(out, "%s: cut over — the new store is authoritative (roll back with: tandem rollback %s --reason TEXT)\n", args[0], args[0])
 				printValues(out, res.Values)
 			}

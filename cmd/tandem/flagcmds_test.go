@@ -105,10 +105,10 @@ func TestFlagCommandsDriveTheAdminAPI(t *testing.T) {
 	assert.Regexp(t, `phase\s+off`, out)
 	assert.Regexp(t, `read_source\s+old`, out)
 
-	out, _, err = tandemCLI(t, "flags", "get", m, "--json")
+	out, _, err = tandemCLI(t, "flags", "get", m, "--output", "json")
 	require.NoError(t, err, out)
 	var v flags.Values
-	require.NoError(t, json.Unmarshal([]byte(out), &v), "--json prints the values as JSON: %s", out)
+	require.NoError(t, json.Unmarshal([]byte(out), &v), "--output json prints the values as JSON: %s", out)
 	assert.Equal(t, a.values(t), v)
 
 	out, _, err = tandemCLI(t, "phase", m, "shadow", "--reason", "start shadow writes")
@@ -127,7 +127,7 @@ func TestFlagCommandsDriveTheAdminAPI(t *testing.T) {
 	assert.Equal(t, 1, status, "a refusal from the server exits 1: %v", err)
 	assert.Equal(t, flags.PhaseShadow, a.values(t).Phase)
 
-	out, _, err = tandemCLI(t, "phase", m, "dual", "--reason", "dual writes", "--json")
+	out, _, err = tandemCLI(t, "phase", m, "dual", "--reason", "dual writes", "--output", "json")
 	require.NoError(t, err, out)
 	require.NoError(t, json.Unmarshal([]byte(out), &v))
 	assert.Equal(t, flags.PhaseDual, v.Phase)
@@ -144,7 +144,7 @@ func TestFlagCommandsDriveTheAdminAPI(t *testing.T) {
 	assert.Contains(t, out, "compare a tenth")
 	assert.Contains(t, out, "p99 up")
 
-	out, _, err = tandemCLI(t, "history", m, "--json", "--limit", "2")
+	out, _, err = tandemCLI(t, "history", m, "--output", "json", "--limit", "2")
 	require.NoError(t, err, out)
 	var entries []admin.HistoryEntry
 	require.NoError(t, json.Unmarshal([]byte(out), &entries), out)
@@ -294,7 +294,7 @@ func TestCutoverCommandPrintsEveryGate(t *testing.T) {
 	assert.NotContains(t, err.Error(), "reverse_path", "only the failed gates are named")
 	assert.Equal(t, flags.PhaseDual, a.values(t).Phase)
 
-	out, status, err = tandemCLI(t, "cutover", m, "--json")
+	out, status, err = tandemCLI(t, "cutover", m, "--output", "json")
 	require.Error(t, err)
 	assert.Equal(t, 1, status)
 	var refusal admin.ErrorResponse
@@ -320,7 +320,7 @@ func TestCutoverCommandPrintsEveryGate(t *testing.T) {
 	v := a.values(t)
 	assert.Equal(t, flags.PhaseCutover, v.Phase)
 
-	out, _, err = tandemCLI(t, "rollback", m, "--reason", "errors", "--to", "shadow", "--json")
+	out, _, err = tandemCLI(t, "rollback", m, "--reason", "errors", "--to", "shadow", "--output", "json")
 	require.NoError(t, err, out)
 	require.NoError(t, json.Unmarshal([]byte(out), &v), out)
 	assert.Equal(t, flags.PhaseShadow, v.Phase)

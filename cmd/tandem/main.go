@@ -94,6 +94,11 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		return nil
 	}
 	root.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	// No subcommand has a PersistentPreRunE of its own, so this one runs before each.
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		noticeReplacedFlags(cmd)
+		return nil
+	}
 	usageArgs(root)
 	return root
 }

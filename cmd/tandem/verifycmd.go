@@ -60,7 +60,7 @@ what is not covered yet. Exit status 1 when it is not clean.`,
 			if !sum.Clean {
 				return fmt.Errorf("verification of %s is not clean", args[0])
 			}
-			if !o.json {
+			if !o.output.isJSON() {
 				fmt.Fprintf(out, "%s: clean\n", args[0])
 			}
 			return nil
