@@ -391,16 +391,6 @@ func bytesText(n int64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
-// isTerminal reports whether w is a terminal (a character device).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
-
 // printPlan prints a dry run's result.
 func printPlan(out io.Writer, jsonOut bool, spec *transform.Spec, p backfill.PlanResult) error {
 	if jsonOut {

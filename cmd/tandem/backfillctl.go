@@ -120,7 +120,7 @@ Bytes are those of the target's BSON.`,
 func (o *adminOptions) backfillChange(cmd *cobra.Command, headline string, call func(context.Context, *admin.Client) (backfill.Progress, error)) error {
 	return adminChange(o, cmd, call, func(out io.Writer, p backfill.Progress) {
 		fmt.Fprintln(out, headline)
-		printProgress(out, p, time.Now())
+		printProgress(out, colorsFor(cmd, out), p, time.Now())
 	})
 }
 
@@ -152,7 +152,7 @@ one JSON object per line: JSON lines).`,
 					return apiError(err)
 				}
 				out := cmd.OutOrStdout()
-				return o.print(out, p, func() { printProgress(out, p, time.Now()) })
+				return o.print(out, p, func() { printProgress(out, colorsFor(cmd, out), p, time.Now()) })
 			}
 			return o.watchBackfill(cmd, c, args[0], interval)
 		},
@@ -174,7 +174,7 @@ func (o *adminOptions) backfillStatus(ctx context.Context, c *admin.Client, migr
 // is reported on stderr and read again, so that a proxy restarting does not end the watch.
 func (o *adminOptions) watchBackfill(cmd *cobra.Command, c *admin.Client, migration string, interval time.Duration) error {
 	out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
-	redraw := isTerminal(out)
+	redraw, colors := isTerminal(out), colorsFor(cmd, out)
 	for n := 0; ; n++ {
 		p, err := o.backfillStatus(cmd.Context(), c, migration)
 		switch {
@@ -196,7 +196,7 @@ func (o *adminOptions) watchBackfill(cmd *cobra.Command, c *admin.Client, migrat
 				fmt.Fprintln(out)
 			}
 			fmt.Fprintf(out, "%s  (every %s, Ctrl-C to stop)\n", now.Format("15:04:05"), interval)
-			printProgress(out, p, now)
+			printProgress(out, colors, p, now)
 		}
 		if err == nil && p.State == backfill.StateDone {
 			return nil
@@ -210,8 +210,8 @@ func (o *adminOptions) watchBackfill(cmd *cobra.Command, c *admin.Client, migrat
 }
 
 // printProgress is the one-screen view of a backfill; now dates the runners' reports.
-func printProgress(w io.Writer, p backfill.Progress, now time.Time) {
-	fmt.Fprintf(w, "backfill of %s: %s\n", p.Migration, p.State)
+func printProgress(w io.Writer, c palette, p backfill.Progress, now time.Time) {
+	fmt.Fprintf(w, "backfill of %s: %s\n", p.Migration, c.state(p.State))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "  paused\t%s\n", yesNo(p.Paused))
 	fmt.Fprintf(tw, "  limits\t%s, %s\n", formatLimit(p.Rate, "docs/s"), formatLimit(p.BytesRate, "bytes/s"))
@@ -241,9 +241,9 @@ func printProgress(w io.Writer, p backfill.Progress, now time.Time) {
 		return
 	}
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "    OWNER\tSTATE\tLEASES\tDOCS/S\tLIMIT\tLAST SEEN")
+	fmt.Fprintf(tw, "    OWNER\t%s\tLEASES\tDOCS/S\tLIMIT\tLAST SEEN\n", c.plain("STATE"))
 	for _, r := range p.Runners {
-		fmt.Fprintf(tw, "    %s\t%s\t%d\t%s\t%s\t%s ago\n", r.Owner, r.State, r.Leases,
+		fmt.Fprintf(tw, "    %s\t%s\t%d\t%s\t%s\t%s ago\n", r.Owner, c.state(r.State), r.Leases,
 			strconv.FormatFloat(math.Round(r.DocsPerSec), 'f', -1, 64), formatLimit(r.RateLimit, "docs/s"),
 			now.Sub(r.UpdatedAt).Round(100*time.Millisecond))
 	}

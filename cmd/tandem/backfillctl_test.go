@@ -256,7 +256,7 @@ func TestBackfillStatusScreen(t *testing.T) {
 		},
 	}
 	var b strings.Builder
-	printProgress(&b, p, now)
+	printProgress(&b, palette{}, p, now)
 	out := b.String()
 	for _, want := range []string{
 		`^backfill of users-v2: running\n`,

@@ -320,7 +320,7 @@ func newCDCStatusCmd() *cobra.Command {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			return printResult(out, &output, cdcStatusJSON(args[0], streams), func() { printCDCStreams(out, args[0], streams) })
+			return printResult(out, &output, cdcStatusJSON(args[0], streams), func() { printCDCStreams(out, colorsFor(cmd, out), args[0], streams) })
 		},
 	}
 	cf.add(cmd, " (required)")
@@ -355,7 +355,7 @@ func cdcStatusJSON(migration string, streams []catalog.CDCStream) cdcStatus {
 	return st
 }
 
-func printCDCStreams(w io.Writer, migration string, streams []catalog.CDCStream) {
+func printCDCStreams(w io.Writer, c palette, migration string, streams []catalog.CDCStream) {
 	if len(streams) == 0 {
 		fmt.Fprintf(w, "%s: no change capture has started (tandem run takes the start positions)\n", migration)
 		return
@@ -365,7 +365,7 @@ func printCDCStreams(w io.Writer, migration string, streams []catalog.CDCStream)
 		if !s.At.IsZero() {
 			newest = s.At.Format(time.RFC3339)
 		}
-		fmt.Fprintf(w, "%s %s: %s since %s, %d changes applied, newest from %s, source %s\n", migration, s.Path, s.State,
+		fmt.Fprintf(w, "%s %s: %s since %s, %d changes applied, newest from %s, source %s\n", migration, s.Path, c.state(s.State),
 			s.StateAt.Format(time.RFC3339), s.Applied, newest, s.Source)
 		if s.Detail != "" {
 			fmt.Fprintf(w, "  %s\n", s.Detail)

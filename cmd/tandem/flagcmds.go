@@ -295,7 +295,7 @@ failed, and nothing changed.`,
 					return perr
 				}
 			} else {
-				printGates(out, res.Gates)
+				printGates(out, colorsFor(cmd, out), res.Gates)
 			}
 			if e != nil {
 				return gateFailure(args[0], e)
@@ -326,14 +326,14 @@ func gateFailure(migration string, e *admin.Error) error {
 	return fmt.Errorf("cutover of %s refused: failed gate(s): %s; nothing changed", migration, strings.Join(names, ", "))
 }
 
-func printGates(w io.Writer, gates []flags.GateResult) {
+func printGates(w io.Writer, p palette, gates []flags.GateResult) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, g := range gates {
 		status := "ok"
 		if !g.OK {
 			status = "FAILED"
 		}
-		fmt.Fprintf(tw, "  gate %s\t%s\t%s\n", g.Gate, status, g.Detail)
+		fmt.Fprintf(tw, "  gate %s\t%s\t%s\n", g.Gate, p.state(status), g.Detail)
 	}
 	_ = tw.Flush()
 }

@@ -68,6 +68,7 @@ func usagef(format string, args ...any) error { return usageError{fmt.Errorf(for
 type globalOptions struct {
 	logLevel  string
 	logFormat string
+	noColor   bool // read by colorsFor through the command's merged flags
 }
 
 func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -85,6 +86,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
+	root.PersistentFlags().BoolVar(&g.noColor, flagNoColor, false, "no colour in what is printed (also $"+envNoColor+"); colour is only ever used on a terminal")
 	root.AddCommand(newProxyCmd(&g), newDemoCmd(&g), newValidateCmd(&g), newRunCmd(&g), newFlagsCmd(), newBackfillCmd(&g), newCDCCmd(&g), newPhaseCmd(), newCutoverCmd(), newRollbackCmd(), newHistoryCmd(), newVerifyCmd(), newReportCmd())
 	root.SuggestionsMinimumDistance = 2
 	root.Args = func(cmd *cobra.Command, args []string) error {

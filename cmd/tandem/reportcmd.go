@@ -127,7 +127,7 @@ func (o *reportOptions) run(cmd *cobra.Command, name string) error {
 		stdout := cmd.OutOrStdout()
 		sum := reportSummary{Migration: name, ID: rep.ID, Verdict: rep.Verdict.Result, Reasons: rep.Verdict.Reasons, Out: o.out, Format: format}
 		if err := o.admin.print(stdout, sum, func() {
-			fmt.Fprintf(stdout, "%s: report %s: %s, written to %s (%s)\n", name, rep.ID, rep.Verdict.Result, o.out, format)
+			fmt.Fprintf(stdout, "%s: report %s: %s, written to %s (%s)\n", name, rep.ID, colorsFor(cmd, stdout).state(rep.Verdict.Result), o.out, format)
 		}); err != nil {
 			return err
 		}

@@ -58,7 +58,7 @@ non-zero when anything is wrong.`,
 					return err
 				}
 				res.Problems = specProblems(errs)
-				if err := printResult(out, &output, res, func() { res.print(out) }); err != nil {
+				if err := printResult(out, &output, res, func() { res.print(out, colorsFor(cmd, out)) }); err != nil {
 					return err
 				}
 				return errProblems
@@ -75,7 +75,7 @@ non-zero when anything is wrong.`,
 				}
 			}
 			res.OK = res.Sample == nil || res.Sample.Exact == res.Sample.Documents
-			if err := printResult(out, &output, res, func() { res.print(out) }); err != nil {
+			if err := printResult(out, &output, res, func() { res.print(out, colorsFor(cmd, out)) }); err != nil {
 				return err
 			}
 			if !res.OK {
@@ -191,15 +191,15 @@ func (r *validateResult) describe(s *transform.Spec) {
 }
 
 // print writes the result as text for people.
-func (r *validateResult) print(w io.Writer) {
+func (r *validateResult) print(w io.Writer, c palette) {
 	if len(r.Problems) > 0 {
-		fmt.Fprintf(w, "%s: %d problem(s)\n", r.File, len(r.Problems))
+		fmt.Fprintf(w, "%s: %s\n", r.File, c.paint(ansiRed, fmt.Sprintf("%d problem(s)", len(r.Problems))))
 		for _, p := range r.Problems {
 			fmt.Fprintln(w, "  "+p.text)
 		}
 		return
 	}
-	fmt.Fprintf(w, "%s: ok — migration %s, spec version %s\n", r.File, r.Migration, r.Version)
+	fmt.Fprintf(w, "%s: %s — migration %s, spec version %s\n", r.File, c.state("ok"), r.Migration, r.Version)
 	fmt.Fprintf(w, "  %s → %s (key %s → %s)\n", r.Source, r.Target, r.SourceKey, r.TargetKey)
 	fmt.Fprintln(w, "  forward:")
 	for _, st := range r.Forward {
@@ -220,8 +220,8 @@ func (r *validateResult) print(w io.Writer) {
 		fmt.Fprintf(w, "    invariant %s (line %d): %s\n", iv.Name, iv.Line, iv.Expr)
 	}
 	if s := r.Sample; s != nil {
-		fmt.Fprintf(w, "sampled %d document(s) from %s: %d round-trip exactly, %d differ, %d fail to transform\n",
-			s.Documents, s.Source, s.Exact, len(s.Differ), len(s.Failed))
+		fmt.Fprintf(w, "sampled %d document(s) from %s: %d round-trip exactly, %s differ, %s fail to transform\n",
+			s.Documents, s.Source, s.Exact, c.count(len(s.Differ)), c.count(len(s.Failed)))
 		for _, d := range s.Differ {
 			fmt.Fprintf(w, "  differs   %s: %s\n", d.Key, d.Detail)
 		}

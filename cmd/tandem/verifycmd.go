@@ -61,7 +61,7 @@ what is not covered yet. Exit status 1 when it is not clean.`,
 				return fmt.Errorf("verification of %s is not clean", args[0])
 			}
 			if !o.output.isJSON() {
-				fmt.Fprintf(out, "%s: clean\n", args[0])
+				fmt.Fprintf(out, "%s: %s\n", args[0], colorsFor(cmd, out).state("clean"))
 			}
 			return nil
 		},
