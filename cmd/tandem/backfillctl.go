@@ -149,7 +149,7 @@ one JSON object per line: JSON lines).`,
 			if !watch {
 				p, err := o.backfillStatus(cmd.Context(), c, args[0])
 				if err != nil {
-					return apiError(err)
+					return o.apiError(err)
 				}
 				out := cmd.OutOrStdout()
 				return o.print(out, p, func() { printProgress(out, colorsFor(cmd, out), p, time.Now()) })
@@ -181,9 +181,9 @@ func (o *adminOptions) watchBackfill(cmd *cobra.Command, c *admin.Client, migrat
 		case cmd.Context().Err() != nil:
 			return nil
 		case err != nil && n == 0:
-			return apiError(err)
+			return o.apiError(err)
 		case err != nil:
-			fmt.Fprintf(errOut, "tandem: backfill status %s: %s (reading again in %s)\n", migration, errorLine(apiError(err)), interval)
+			fmt.Fprintf(errOut, "tandem: backfill status %s: %s (reading again in %s)\n", migration, errorLine(o.apiError(err)), interval)
 		case o.output.isJSON():
 			if err := writeJSONLine(out, p); err != nil {
 				return err

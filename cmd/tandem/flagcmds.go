@@ -35,6 +35,8 @@ type adminOptions struct {
 	user      string        // default $TANDEM_ADMIN_USER, else $USER; "" lets the server use the address
 	output    outputFlag    // --output table|json (--json, the older spelling)
 	timeout   time.Duration // default 30s
+
+	sentToken bool // the client sends a token: set by client
 }
 
 func (o *adminOptions) addFlags(cmd *cobra.Command) {
@@ -87,6 +89,7 @@ func (o *adminOptions) client(needToken bool) (*admin.Client, error) {
 		return nil, usagef("--admin: %v", err)
 	}
 	c.User = o.user
+	o.sentToken = token != ""
 	return c, nil
 }
 
@@ -136,7 +139,7 @@ func newFlagsGetCmd() *cobra.Command {
 			defer cancel()
 			v, err := c.Get(ctx, args[0])
 			if err != nil {
-				return apiError(err)
+				return o.apiError(err)
 			}
 			out := cmd.OutOrStdout()
 			return o.print(out, v, func() {
@@ -203,7 +206,7 @@ func adminChange[T any](o *adminOptions, cmd *cobra.Command, call func(context.C
 	defer cancel()
 	v, err := call(ctx, c)
 	if err != nil {
-		return apiError(err)
+		return o.apiError(err)
 	}
 	out := cmd.OutOrStdout()
 	return o.print(out, v, func() { text(out, v) })
@@ -286,7 +289,7 @@ failed, and nothing changed.`,
 			out := cmd.OutOrStdout()
 			var e *admin.Error
 			if err != nil && !(errors.As(err, &e) && e.Code == admin.CodeGateFailed) {
-				return apiError(err)
+				return o.apiError(err)
 			}
 			if o.output.isJSON() {
 				if e != nil {
@@ -381,7 +384,7 @@ func newHistoryCmd() *cobra.Command {
 			defer cancel()
 			entries, err := c.History(ctx, args[0], limit)
 			if err != nil {
-				return apiError(err)
+				return o.apiError(err)
 			}
 			out := cmd.OutOrStdout()
 			return o.print(out, entries, func() { printHistory(out, args[0], entries) })
@@ -428,13 +431,21 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-// apiError keeps the server's message and code; a refused token gets a hint.
-func apiError(err error) error {
+// apiError keeps the server's message and code, and says what to do about a refused
+// token: a missing one on a read means this admin API wants the token for reads too (the
+// proxy may be started so), which a CLI that only needs it for changes would not have set.
+func (o *adminOptions) apiError(err error) error {
 	var e *admin.Error
-	if errors.As(err, &e) && e.Code == admin.CodeUnauthorized {
-		return fmt.Errorf("%w — check $%s or --token-file", err, envAdminToken)
+	if !errors.As(err, &e) || e.Code != admin.CodeUnauthorized {
+		return err
 	}
-	return err
+	switch {
+	case e.Status == http.StatusForbidden:
+		return fmt.Errorf("%w — the proxy was started without an admin token (tandem proxy --admin-token-file), so it takes no changes", err)
+	case !o.sentToken:
+		return fmt.Errorf("%w — this admin API needs the token for reads too: set $%s or --token-file", err, envAdminToken)
+	}
+	return fmt.Errorf("%w — check $%s or --token-file", err, envAdminToken)
 }
 
 // exactArgs is cobra.ExactArgs with a usage error that names the arguments.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -329,4 +330,50 @@ func TestCutoverCommandPrintsEveryGate(t *testing.T) {
 	out, _, err = tandemCLI(t, "rollback", m, "--reason", "again", "--to", "dual")
 	require.Error(t, err, out)
 	assert.Contains(t, err.Error(), admin.CodePhaseStep, "a rollback must go back")
+}
+
+// TestReadsThatNeedTheToken: against an admin API that wants the token for reads too, a read
+// without one says what to do; with it the read works; a wrong one is refused as for changes.
+func TestReadsThatNeedTheToken(t *testing.T) {
+	const token = "read-token"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if r.Header.Get("Authorization") != "Bearer "+token {
+			w.WriteHeader(http.StatusUnauthorized)
+			_ = json.NewEncoder(w).Encode(admin.ErrorResponse{Error: "missing or wrong bearer token", Code: admin.CodeUnauthorized})
+			return
+		}
+		switch r.URL.Path {
+		case "/v1/migrations/m/flags":
+			_ = json.NewEncoder(w).Encode(flags.Defaults())
+		case "/v1/migrations/m/history":
+			_ = json.NewEncoder(w).Encode([]admin.HistoryEntry{})
+		default:
+			w.WriteHeader(http.StatusNotFound)
+			_ = json.NewEncoder(w).Encode(admin.ErrorResponse{Error: "no such endpoint", Code: admin.CodeNotFound})
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Setenv(envAdminURL, srv.URL)
+
+	for _, args := range [][]string{{"flags", "get", "m"}, {"history", "m"}, {"backfill", "status", "m"}, {"report", "m", "--id", "latest"}} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			t.Setenv(envAdminToken, "")
+			_, status, err := tandemCLI(t, args...)
+			require.Error(t, err)
+			assert.Equal(t, exitFailed, status)
+			assert.Equal(t, "missing or wrong bearer token (unauthorized) — this admin API needs the token for reads too: set $TANDEM_ADMIN_TOKEN or --token-file", errorLine(err))
+
+			t.Setenv(envAdminToken, "not-it")
+			_, status, err = tandemCLI(t, args...)
+			require.Error(t, err)
+			assert.Equal(t, exitFailed, status)
+			assert.Equal(t, "missing or wrong bearer token (unauthorized) — check $TANDEM_ADMIN_TOKEN or --token-file", errorLine(err))
+		})
+	}
+	t.Setenv(envAdminToken, token)
+	out, status, err := tandemCLI(t, "flags", "get", "m")
+	require.NoError(t, err, out)
+	assert.Equal(t, exitOK, status)
+	assert.Regexp(t, `phase\s+off`, out)
 }

@@ -114,7 +114,7 @@ func (o *reportOptions) run(cmd *cobra.Command, name string) error {
 	}
 	if err != nil {
 		finish(false)
-		return apiError(err)
+		return o.admin.apiError(err)
 	}
 	if err := report.Render(out, rep, format); err != nil {
 		finish(false)
