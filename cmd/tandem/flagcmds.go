@@ -431,22 +431,33 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-// apiError keeps the server's message and code, and says what to do about a refused
-// token: a missing one on a read means this admin API wants the token for reads too (the
-// proxy may be started so), which a CLI that only needs it for changes would not have set.
+// apiError keeps the server's message and code, and says what to do about a refused token
+// (401): the server's words speak of HTTP headers and the dashboard's sign-in. A read refused
+// for want of one means this admin API wants the token for reads too (the proxy runs without
+// --admin-open-reads), which the CLI sends only when it has one. A 403 (the server has no
+// token) is left as the server words it.
 func (o *adminOptions) apiError(err error) error {
 	var e *admin.Error
-	if !errors.As(err, &e) || e.Code != admin.CodeUnauthorized {
+	if !errors.As(err, &e) || e.Code != admin.CodeUnauthorized || e.Status != http.StatusUnauthorized {
 		return err
 	}
-	switch {
-	case e.Status == http.StatusForbidden:
-		return fmt.Errorf("%w — the proxy was started without an admin token (tandem proxy --admin-token-file), so it takes no changes", err)
-	case !o.sentToken:
-		return fmt.Errorf("%w — this admin API needs the token for reads too: set $%s or --token-file", err, envAdminToken)
-	}
-	return fmt.Errorf("%w — check $%s or --token-file", err, envAdminToken)
+	return tokenError{err: err, sent: o.sentToken}
 }
+
+// tokenError is a call refused with 401; it unwraps to the server's error.
+type tokenError struct {
+	err  error
+	sent bool // a token was sent, and refused
+}
+
+func (e tokenError) Error() string {
+	if e.sent {
+		return fmt.Sprintf("the admin API refused the token: check $%s or --token-file (%s)", envAdminToken, admin.CodeUnauthorized)
+	}
+	return fmt.Sprintf("this admin API needs the token for reads too: set $%s or --token-file (%s)", envAdminToken, admin.CodeUnauthorized)
+}
+
+func (e tokenError) Unwrap() error { return e.err }
 
 // exactArgs is cobra.ExactArgs with a usage error that names the arguments.
 func exactArgs(n int, names string) cobra.PositionalArgs {

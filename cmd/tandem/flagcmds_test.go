@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -198,8 +197,9 @@ func TestFlagCommandsToken(t *testing.T) {
 		assert.Equal(t, 2, status)
 		assert.Contains(t, err.Error(), "no admin token")
 		assert.Contains(t, err.Error(), envAdminToken)
-		out, _, err := tandemCLI(t, "flags", "get", m)
-		require.NoError(t, err, "reads need no token: %s", out)
+		_, status, err = tandemCLI(t, "flags", "get", m)
+		assert.Equal(t, 1, status, "reads need the token too (TestReadsThatNeedTheToken)")
+		assert.ErrorContains(t, err, "needs the token for reads too")
 	})
 	t.Run("unreadable and empty files", func(t *testing.T) {
 		_, status, err := tandemCLI(t, "phase", m, "shadow", "--reason", "r", "--token-file", filepath.Join(dir, "missing"))
@@ -332,48 +332,37 @@ func TestCutoverCommandPrintsEveryGate(t *testing.T) {
 	assert.Contains(t, err.Error(), admin.CodePhaseStep, "a rollback must go back")
 }
 
-// TestReadsThatNeedTheToken: against an admin API that wants the token for reads too, a read
-// without one says what to do; with it the read works; a wrong one is refused as for changes.
+// TestReadsThatNeedTheToken: the admin API wants the token for reads too (the proxy runs
+// without --admin-open-reads); a read without one says what to do, and exits 1; with a wrong
+// one it is refused as a change is; with the right one it works; with open reads it needs none.
 func TestReadsThatNeedTheToken(t *testing.T) {
-	const token = "read-token"
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		if r.Header.Get("Authorization") != "Bearer "+token {
-			w.WriteHeader(http.StatusUnauthorized)
-			_ = json.NewEncoder(w).Encode(admin.ErrorResponse{Error: "missing or wrong bearer token", Code: admin.CodeUnauthorized})
-			return
-		}
-		switch r.URL.Path {
-		case "/v1/migrations/m/flags":
-			_ = json.NewEncoder(w).Encode(flags.Defaults())
-		case "/v1/migrations/m/history":
-			_ = json.NewEncoder(w).Encode([]admin.HistoryEntry{})
-		default:
-			w.WriteHeader(http.StatusNotFound)
-			_ = json.NewEncoder(w).Encode(admin.ErrorResponse{Error: "no such endpoint", Code: admin.CodeNotFound})
-		}
-	}))
-	t.Cleanup(srv.Close)
-	t.Setenv(envAdminURL, srv.URL)
-
-	for _, args := range [][]string{{"flags", "get", "m"}, {"history", "m"}, {"backfill", "status", "m"}, {"report", "m", "--id", "latest"}} {
+	a := startAdminAPI(t)
+	for _, args := range [][]string{{"flags", "get", adminTestMigration}, {"history", adminTestMigration},
+		{"backfill", "status", adminTestMigration}, {"report", adminTestMigration, "--id", "latest"}} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			t.Setenv(envAdminToken, "")
 			_, status, err := tandemCLI(t, args...)
 			require.Error(t, err)
 			assert.Equal(t, exitFailed, status)
-			assert.Equal(t, "missing or wrong bearer token (unauthorized) — this admin API needs the token for reads too: set $TANDEM_ADMIN_TOKEN or --token-file", errorLine(err))
+			assert.Equal(t, "this admin API needs the token for reads too: set $TANDEM_ADMIN_TOKEN or --token-file (unauthorized)", errorLine(err))
+			assert.ErrorIs(t, err, admin.ErrUnauthorized)
 
 			t.Setenv(envAdminToken, "not-it")
 			_, status, err = tandemCLI(t, args...)
 			require.Error(t, err)
 			assert.Equal(t, exitFailed, status)
-			assert.Equal(t, "missing or wrong bearer token (unauthorized) — check $TANDEM_ADMIN_TOKEN or --token-file", errorLine(err))
+			assert.Equal(t, "the admin API refused the token: check $TANDEM_ADMIN_TOKEN or --token-file (unauthorized)", errorLine(err))
 		})
 	}
-	t.Setenv(envAdminToken, token)
-	out, status, err := tandemCLI(t, "flags", "get", "m")
+	out, status, err := tandemCLI(t, "flags", "get", adminTestMigration)
 	require.NoError(t, err, out)
 	assert.Equal(t, exitOK, status)
 	assert.Regexp(t, `phase\s+off`, out)
+
+	open := httptest.NewServer(admin.NewHandler(admin.Config{Flags: a.mgr, Token: adminTestToken, OpenReads: true}))
+	t.Cleanup(open.Close)
+	t.Setenv(envAdminToken, "")
+	out, status, err = tandemCLI(t, "flags", "get", adminTestMigration, "--admin", open.URL)
+	require.NoError(t, err, out)
+	assert.Equal(t, exitOK, status, "open reads need no token")
 }
