@@ -173,6 +173,7 @@ transformed sample, and writes nothing.`,
 	f.DurationVar(&connectTimeout, "connect-timeout", defaultConnectTimeout, "how long reaching the catalog and each store may take at start-up")
 	f.BoolVar(&dryRun, "dry-run", false, "print the counts, the partition plan and a transformed sample; write nothing")
 	addOutputFlag(cmd, &output, "JSON lines: the progress every few seconds, then the summary; a dry run prints one JSON document")
+	cmd.ValidArgsFunction = specFiles
 	return cmd
 }
 

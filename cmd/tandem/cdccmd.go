@@ -325,6 +325,7 @@ func newCDCStatusCmd() *cobra.Command {
 	}
 	cf.add(cmd, " (required)")
 	addOutputFlag(cmd, &output, `one JSON document: {"migration":…,"paths":[…]}`)
+	cmd.ValidArgsFunction = cobra.NoFileCompletions // the names are in the catalog, not asked here
 	return cmd
 }
 
@@ -435,6 +436,8 @@ next restart (its supervisor retries it within 30 s). The resync is recorded in 
 	f.StringVar(&overrides.sourceURI, "source-uri", "", "connection string of the source, instead of the spec's")
 	f.StringVar(&overrides.targetURI, "target-uri", "", "connection string of the target, instead of the spec's")
 	f.StringVar(&direction, "direction", "", "the path to resync: forward (old → new) or reverse (new → old)")
+	_ = cmd.RegisterFlagCompletionFunc("direction", fixedValues("forward", "reverse"))
+	cmd.ValidArgsFunction = specFiles
 	f.StringVar(&reason, "reason", "", "why (recorded in the audit trail; required)")
 	addOutputFlag(cmd, &output, `JSON lines: {"event":"resync_started",…}, then a forward resync's backfill as tandem backfill run prints it, or a reverse one's {"event":"done",…}`)
 	return cmd

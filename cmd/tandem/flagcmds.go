@@ -55,6 +55,7 @@ func (o *adminOptions) addFlags(cmd *cobra.Command) {
 	f.DurationVar(&o.timeout, "timeout", 30*time.Second, "give up on the admin API after this long")
 	addOutputFlag(cmd, &o.output, "the API's answer, one JSON document")
 	addJSONAlias(cmd, &o.output)
+	cmd.ValidArgsFunction = o.completeMigration(nil) // every admin command's first argument
 }
 
 // client checks the flags and builds the API client; needToken says the call changes state.
@@ -183,6 +184,7 @@ Move the phase with "tandem phase", "tandem cutover" and "tandem rollback".`,
 		},
 	}
 	o.addFlags(cmd)
+	cmd.ValidArgsFunction = o.completeMigration(completeAssignment)
 	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit trail (required)")
 	return cmd
 }
@@ -264,6 +266,7 @@ func newPhaseCmd() *cobra.Command {
 		},
 	}
 	o.addFlags(cmd)
+	cmd.ValidArgsFunction = o.completeMigration(o.completePhase)
 	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit trail (required)")
 	return cmd
 }
@@ -362,6 +365,7 @@ func newRollbackCmd() *cobra.Command {
 	o.addFlags(cmd)
 	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit trail (required)")
 	cmd.Flags().StringVar(&to, "to", "", "phase to return to (default: the server's choice)")
+	_ = cmd.RegisterFlagCompletionFunc("to", o.completeRollbackTo)
 	return cmd
 }
 

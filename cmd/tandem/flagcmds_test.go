@@ -52,7 +52,7 @@ func startAdminAPI(t *testing.T) *adminAPI {
 	// Age limits far from anything a slow run could reach: the gates' outcome is set by what
 	// the test records, never by the clock.
 	mgr := flags.NewManager(cat, flags.WithGates(flags.GateConfig{VerifyMaxAge: 24 * time.Hour, LagFreshness: 24 * time.Hour}))
-	srv := httptest.NewServer(admin.NewHandler(admin.Config{Flags: mgr, Token: adminTestToken}))
+	srv := httptest.NewServer(admin.NewHandler(admin.Config{Flags: mgr, Token: adminTestToken, BackfillCatalog: cat}))
 	t.Cleanup(srv.Close)
 	t.Setenv(envAdminURL, srv.URL)
 	t.Setenv(envAdminToken, adminTestToken)

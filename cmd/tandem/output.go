@@ -103,11 +103,14 @@ func addOutputFlag(cmd *cobra.Command, f *outputFlag, jsonIs string) {
 		usage += "; text is the older spelling of table"
 	}
 	cmd.Flags().Var(f, "output", usage)
-	_ = cmd.RegisterFlagCompletionFunc("output", func(*cobra.Command, []string, string) ([]cobra.Completion, cobra.ShellCompDirective) {
-		return []cobra.Completion{
-			cobra.CompletionWithDesc(outputTable, "text for people"),
-			cobra.CompletionWithDesc(outputJSON, "JSON for machines"),
-		}, cobra.ShellCompDirectiveNoFileComp
+	_ = cmd.RegisterFlagCompletionFunc("output", func(_ *cobra.Command, _ []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		var out []cobra.Completion
+		for _, v := range [][2]string{{outputTable, "text for people"}, {outputJSON, "JSON for machines"}} {
+			if strings.HasPrefix(v[0], toComplete) {
+				out = append(out, cobra.CompletionWithDesc(v[0], v[1]))
+			}
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
 	})
 }
 

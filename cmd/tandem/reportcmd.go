@@ -48,6 +48,7 @@ when the admin API refuses or fails; 2 on a bad command line or an --out that ca
 	o.admin.addFlags(cmd)
 	f := cmd.Flags()
 	f.StringVar(&o.format, "format", "", "json, md or html (default: from --out's extension, else md)")
+	_ = cmd.RegisterFlagCompletionFunc("format", reportFormats)
 	f.StringVarP(&o.out, "out", "o", "", "write the report to FILE instead of stdout")
 	f.BoolVar(&o.includeValues, "include-values", false, "put document values in the report (needs the admin token)")
 	f.StringVar(&o.id, "id", "", "render the stored report REPORT_ID (or latest) again instead of generating one")

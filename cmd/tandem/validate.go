@@ -90,6 +90,7 @@ non-zero when anything is wrong.`,
 	cmd.Flags().StringVar(&overrides.sourceURI, "source-uri", "", "connection string of the source store, instead of the spec's (a DynamoDB source: its endpoint URL)")
 	cmd.Flags().StringVar(&overrides.targetURI, "target-uri", "", "connection string of the target store, instead of the spec's (a DynamoDB target: its endpoint URL)")
 	addOutputFlag(cmd, &output, "one JSON document: the spec's problems, or what it does and the sample's round trips")
+	cmd.ValidArgsFunction = specFiles
 	return cmd
 }
 
