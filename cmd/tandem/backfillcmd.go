@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -112,7 +111,7 @@ func newBackfillRunCmd(g *globalOptions) *cobra.Command {
 		catalogDB      string
 		connectTimeout time.Duration
 		dryRun         bool
-		output         string
+		output         = outputFlag{textAlias: true}
 	)
 	cmd := &cobra.Command{
 		Use:   "run SPEC",
@@ -140,8 +139,6 @@ transformed sample, and writes nothing.`,
 				return usagef("--connect-timeout %s: must be more than 0", connectTimeout)
 			case catalogDB == "":
 				return usagef("--catalog-db must name a database")
-			case output != "text" && output != "json":
-				return usagef("--output %q: want text or json", output)
 			}
 			spec, err := loadSpecFile(args[0], overrides)
 			if err != nil {
@@ -162,9 +159,9 @@ transformed sample, and writes nothing.`,
 				if err != nil {
 					return fmt.Errorf("backfill %s: dry run: %w", spec.Name, err)
 				}
-				return printPlan(out, output, spec, plan)
+				return printPlan(out, output.isJSON(), spec, plan)
 			}
-			return run.copy(ctx, out, output)
+			return run.copy(ctx, out, output.isJSON())
 		},
 	}
 	o.addFlags(cmd)
@@ -175,7 +172,8 @@ transformed sample, and writes nothing.`,
 	f.StringVar(&catalogDB, "catalog-db", catalog.DefaultDatabase, "database of the catalog")
 	f.DurationVar(&connectTimeout, "connect-timeout", defaultConnectTimeout, "how long reaching the catalog and each store may take at start-up")
 	f.BoolVar(&dryRun, "dry-run", false, "print the counts, the partition plan and a transformed sample; write nothing")
-	f.StringVar(&output, "output", "text", "text (a progress bar on a terminal, a line every few seconds otherwise) or json (a JSON line every few seconds, then the summary)")
+	addOutputFlag(cmd, &output, "JSON lines: the progress every few seconds, then the summary; a dry run prints one JSON document")
+	cmd.ValidArgsFunction = specFiles
 	return cmd
 }
 
@@ -283,8 +281,8 @@ func (r *backfillRun) close() {
 	}
 }
 
-// copy runs the backfill to its end, showing its progress on out.
-func (r *backfillRun) copy(ctx context.Context, out io.Writer, output string) error {
+// copy runs the backfill to its end, showing its progress on out: JSON lines when jsonOut.
+func (r *backfillRun) copy(ctx context.Context, out io.Writer, jsonOut bool) error {
 	b, err := backfill.New(r.cfg)
 	if err != nil {
 		return usageError{err}
@@ -293,7 +291,7 @@ func (r *backfillRun) copy(ctx context.Context, out io.Writer, output string) er
 	shown := make(chan struct{})
 	go func() {
 		defer close(shown)
-		showProgress(ctx, out, output, r.cfg.Catalog, r.spec.Name, done)
+		showProgress(ctx, out, jsonOut, r.cfg.Catalog, r.spec.Name, done)
 	}()
 	err = b.Run(ctx)
 	close(done)
@@ -305,8 +303,8 @@ func (r *backfillRun) copy(ctx context.Context, out io.Writer, output string) er
 		}
 		return fmt.Errorf("backfill %s: %w", r.spec.Name, err)
 	}
-	if output == "json" {
-		return json.NewEncoder(out).Encode(sum)
+	if jsonOut {
+		return writeJSONLine(out, sum)
 	}
 	p := sum.Progress
 	fmt.Fprintf(out, "backfill %s done: %d documents (%s) copied here in %s, %d partition(s) here; overall %d of %d partitions, %d copied, %d dead-lettered, %d re-converged\n",
@@ -320,10 +318,10 @@ func (r *backfillRun) copy(ctx context.Context, out io.Writer, output string) er
 
 // showProgress reports the backfill's progress until done closes: a bar on a terminal, a line
 // every few seconds otherwise, a JSON line with --output json.
-func showProgress(ctx context.Context, out io.Writer, output string, cat *catalog.Catalog, migration string, done <-chan struct{}) {
+func showProgress(ctx context.Context, out io.Writer, jsonOut bool, cat *catalog.Catalog, migration string, done <-chan struct{}) {
 	interval := 5 * time.Second
 	var bar *progressbar.ProgressBar
-	if output == "text" && isTerminal(out) {
+	if !jsonOut && isTerminal(out) {
 		interval = 500 * time.Millisecond
 	}
 	t := time.NewTicker(interval)
@@ -345,8 +343,8 @@ func showProgress(ctx context.Context, out io.Writer, output string, cat *catalo
 			continue // no plan yet, or the catalog away for a moment
 		}
 		switch {
-		case output == "json":
-			_ = json.NewEncoder(out).Encode(p)
+		case jsonOut:
+			_ = writeJSONLine(out, p)
 		case interval < time.Second:
 			if bar == nil {
 				bar = progressbar.NewOptions64(max(p.Estimate, 1), progressbar.OptionSetWriter(out),
@@ -394,22 +392,10 @@ func bytesText(n int64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
-// isTerminal reports whether w is a terminal (a character device).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
-
 // printPlan prints a dry run's result.
-func printPlan(out io.Writer, output string, spec *transform.Spec, p backfill.PlanResult) error {
-	if output == "json" {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(p)
+func printPlan(out io.Writer, jsonOut bool, spec *transform.Spec, p backfill.PlanResult) error {
+	if jsonOut {
+		return writeJSON(out, p)
 	}
 	state := "a new plan (nothing stored: a dry run writes nothing)"
 	if p.Stored {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -121,7 +120,7 @@ Bytes are those of the target's BSON.`,
 func (o *adminOptions) backfillChange(cmd *cobra.Command, headline string, call func(context.Context, *admin.Client) (backfill.Progress, error)) error {
 	return adminChange(o, cmd, call, func(out io.Writer, p backfill.Progress) {
 		fmt.Fprintln(out, headline)
-		printProgress(out, p, time.Now())
+		printProgress(out, colorsFor(cmd, out), p, time.Now())
 	})
 }
 
@@ -130,14 +129,14 @@ func newBackfillStatusCmd() *cobra.Command {
 	var watch bool
 	var interval time.Duration
 	cmd := &cobra.Command{
-		Use:   "status MIGRATION [--watch] [--interval 1s] [--json]",
+		Use:   "status MIGRATION [--watch] [--interval 1s] [--output table|json]",
 		Short: "Show a backfill's progress over every process copying it",
 		Long: `Show a backfill's progress as the catalog has it, over every process copying it: state,
 limits, partitions, documents copied of the estimate, bytes, speed, ETA, dead letters, keys
 converged again, errors retried, and the processes copying.
 With --watch, show it again every --interval until the backfill is done, or Ctrl-C; on a
-terminal the screen is redrawn, otherwise each view follows the last (with --json, one
-JSON object per line).`,
+terminal the screen is redrawn, otherwise each view follows the last (with --output json,
+one JSON object per line: JSON lines).`,
 		Args: exactArgs(1, "MIGRATION"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if interval <= 0 {
@@ -150,10 +149,10 @@ JSON object per line).`,
 			if !watch {
 				p, err := o.backfillStatus(cmd.Context(), c, args[0])
 				if err != nil {
-					return apiError(err)
+					return o.apiError(err)
 				}
 				out := cmd.OutOrStdout()
-				return o.print(out, p, func() { printProgress(out, p, time.Now()) })
+				return o.print(out, p, func() { printProgress(out, colorsFor(cmd, out), p, time.Now()) })
 			}
 			return o.watchBackfill(cmd, c, args[0], interval)
 		},
@@ -175,22 +174,20 @@ func (o *adminOptions) backfillStatus(ctx context.Context, c *admin.Client, migr
 // is reported on stderr and read again, so that a proxy restarting does not end the watch.
 func (o *adminOptions) watchBackfill(cmd *cobra.Command, c *admin.Client, migration string, interval time.Duration) error {
 	out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
-	redraw := isTerminal(out)
+	redraw, colors := isTerminal(out), colorsFor(cmd, out)
 	for n := 0; ; n++ {
 		p, err := o.backfillStatus(cmd.Context(), c, migration)
 		switch {
 		case cmd.Context().Err() != nil:
 			return nil
 		case err != nil && n == 0:
-			return apiError(err)
+			return o.apiError(err)
 		case err != nil:
-			fmt.Fprintf(errOut, "tandem: backfill status %s: %s (reading again in %s)\n", migration, errorLine(apiError(err)), interval)
-		case o.json:
-			b, err := json.Marshal(p)
-			if err != nil {
+			fmt.Fprintf(errOut, "tandem: backfill status %s: %s (reading again in %s)\n", migration, errorLine(o.apiError(err)), interval)
+		case o.output.isJSON():
+			if err := writeJSONLine(out, p); err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "%s\n", b)
 		default:
 			now := time.Now()
 			if redraw {
@@ -199,7 +196,7 @@ func (o *adminOptions) watchBackfill(cmd *cobra.Command, c *admin.Client, migrat
 				fmt.Fprintln(out)
 			}
 			fmt.Fprintf(out, "%s  (every %s, Ctrl-C to stop)\n", now.Format("15:04:05"), interval)
-			printProgress(out, p, now)
+			printProgress(out, colors, p, now)
 		}
 		if err == nil && p.State == backfill.StateDone {
 			return nil
@@ -213,8 +210,8 @@ func (o *adminOptions) watchBackfill(cmd *cobra.Command, c *admin.Client, migrat
 }
 
 // printProgress is the one-screen view of a backfill; now dates the runners' reports.
-func printProgress(w io.Writer, p backfill.Progress, now time.Time) {
-	fmt.Fprintf(w, "backfill of %s: %s\n", p.Migration, p.State)
+func printProgress(w io.Writer, c palette, p backfill.Progress, now time.Time) {
+	fmt.Fprintf(w, "backfill of %s: %s\n", p.Migration, c.state(p.State))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "  paused\t%s\n", yesNo(p.Paused))
 	fmt.Fprintf(tw, "  limits\t%s, %s\n", formatLimit(p.Rate, "docs/s"), formatLimit(p.BytesRate, "bytes/s"))
@@ -244,9 +241,9 @@ func printProgress(w io.Writer, p backfill.Progress, now time.Time) {
 		return
 	}
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "    OWNER\tSTATE\tLEASES\tDOCS/S\tLIMIT\tLAST SEEN")
+	fmt.Fprintf(tw, "    OWNER\t%s\tLEASES\tDOCS/S\tLIMIT\tLAST SEEN\n", c.plain("STATE"))
 	for _, r := range p.Runners {
-		fmt.Fprintf(tw, "    %s\t%s\t%d\t%s\t%s\t%s ago\n", r.Owner, r.State, r.Leases,
+		fmt.Fprintf(tw, "    %s\t%s\t%d\t%s\t%s\t%s ago\n", r.Owner, c.state(r.State), r.Leases,
 			strconv.FormatFloat(math.Round(r.DocsPerSec), 'f', -1, 64), formatLimit(r.RateLimit, "docs/s"),
 			now.Sub(r.UpdatedAt).Round(100*time.Millisecond))
 	}

@@ -114,7 +114,7 @@ func TestBackfillControlCommandsSteerARunningBackfill(t *testing.T) {
 	// Paused before the first chunk: the runner reports itself and copies nothing.
 	var p backfill.Progress
 	require.Eventually(t, func() bool {
-		out, code := backfillCLI(t, "status", "users-v2", "--json")
+		out, code := backfillCLI(t, "status", "users-v2", "--output", "json")
 		return code == 0 && json.Unmarshal([]byte(out), &p) == nil && len(p.Runners) == 1
 	}, 20*time.Second, 100*time.Millisecond, "the paused runner shows in the status")
 	assert.Equal(t, backfill.StatePaused, p.State)
@@ -183,9 +183,9 @@ func TestBackfillControlCommandsSteerARunningBackfill(t *testing.T) {
 	assert.Contains(t, out, "unauthorized")
 	t.Setenv(envAdminToken, e2eToken)
 
-	out, code = backfillCLI(t, "status", "users-v2", "--json")
+	out, code = backfillCLI(t, "status", "users-v2", "--output", "json")
 	require.Equal(t, 0, code, out)
-	require.NoError(t, json.Unmarshal([]byte(out), &p), "--json prints the API's JSON")
+	require.NoError(t, json.Unmarshal([]byte(out), &p), "--output json prints the API's JSON")
 	assert.Equal(t, 60.0, p.Rate, "a refused change changed nothing")
 	assert.Equal(t, backfill.StateDone, p.State)
 	require.NoError(t, stop())
@@ -256,7 +256,7 @@ func TestBackfillStatusScreen(t *testing.T) {
 		},
 	}
 	var b strings.Builder
-	printProgress(&b, p, now)
+	printProgress(&b, palette{}, p, now)
 	out := b.String()
 	for _, want := range []string{
 		`^backfill of users-v2: running\n`,

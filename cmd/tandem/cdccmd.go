@@ -304,6 +304,7 @@ func (c *cdcCatalogFlags) open(ctx context.Context) (*catalog.Catalog, func(), e
 
 func newCDCStatusCmd() *cobra.Command {
 	var cf cdcCatalogFlags
+	var output outputFlag
 	cmd := &cobra.Command{
 		Use:   "status MIGRATION --catalog URI",
 		Short: "Print each change-capture path of a migration: state, checkpoint, changes applied",
@@ -318,15 +319,44 @@ func newCDCStatusCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			printCDCStreams(cmd.OutOrStdout(), args[0], streams)
-			return nil
+			out := cmd.OutOrStdout()
+			return printResult(out, &output, cdcStatusJSON(args[0], streams), func() { printCDCStreams(out, colorsFor(cmd, out), args[0], streams) })
 		},
 	}
 	cf.add(cmd, " (required)")
+	addOutputFlag(cmd, &output, `one JSON document: {"migration":…,"paths":[…]}`)
+	cmd.ValidArgsFunction = cobra.NoFileCompletions // the names are in the catalog, not asked here
 	return cmd
 }
 
-func printCDCStreams(w io.Writer, migration string, streams []catalog.CDCStream) {
+// cdcStatus is what tandem cdc status --output json prints.
+type cdcStatus struct {
+	Migration string          `json:"migration"`
+	Paths     []cdcPathStatus `json:"paths"` // empty before tandem run took the start positions
+}
+
+type cdcPathStatus struct {
+	Path      string    `json:"path"` // forward-cdc or reverse-cdc
+	State     string    `json:"state"`
+	StateAt   time.Time `json:"state_at"`
+	Detail    string    `json:"detail,omitempty"` // why the state, and the way out
+	Source    string    `json:"source"`
+	Applied   int64     `json:"applied"`            // changes converged, over every run
+	NewestAt  time.Time `json:"newest_at,omitzero"` // the source time of the newest change converged
+	UpdatedBy string    `json:"updated_by"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+func cdcStatusJSON(migration string, streams []catalog.CDCStream) cdcStatus {
+	st := cdcStatus{Migration: migration, Paths: make([]cdcPathStatus, len(streams))}
+	for i, s := range streams {
+		st.Paths[i] = cdcPathStatus{Path: s.Path, State: s.State, StateAt: s.StateAt, Detail: s.Detail, Source: s.Source,
+			Applied: s.Applied, NewestAt: s.At, UpdatedBy: s.UpdatedBy, UpdatedAt: s.UpdatedAt}
+	}
+	return st
+}
+
+func printCDCStreams(w io.Writer, c palette, migration string, streams []catalog.CDCStream) {
 	if len(streams) == 0 {
 		fmt.Fprintf(w, "%s: no change capture has started (tandem run takes the start positions)\n", migration)
 		return
@@ -336,7 +366,7 @@ func printCDCStreams(w io.Writer, migration string, streams []catalog.CDCStream)
 		if !s.At.IsZero() {
 			newest = s.At.Format(time.RFC3339)
 		}
-		fmt.Fprintf(w, "%s %s: %s since %s, %d changes applied, newest from %s, source %s\n", migration, s.Path, s.State,
+		fmt.Fprintf(w, "%s %s: %s since %s, %d changes applied, newest from %s, source %s\n", migration, s.Path, c.state(s.State),
 			s.StateAt.Format(time.RFC3339), s.Applied, newest, s.Source)
 		if s.Detail != "" {
 			fmt.Fprintf(w, "  %s\n", s.Detail)
@@ -351,7 +381,7 @@ func newCDCResyncCmd(g *globalOptions) *cobra.Command {
 		cf        cdcCatalogFlags
 		direction string
 		reason    string
-		output    string
+		output    = outputFlag{textAlias: true}
 	)
 	cmd := &cobra.Command{
 		Use:   "resync SPEC --direction forward|reverse --reason TEXT",
@@ -397,7 +427,7 @@ next restart (its supervisor retries it within 30 s). The resync is recorded in 
 				return err
 			}
 			defer run.close()
-			return resync(cmd.Context(), cmd.OutOrStdout(), run, dir, "tandem cdc resync "+processName(), reason, output)
+			return resync(cmd.Context(), cmd.OutOrStdout(), run, dir, "tandem cdc resync "+processName(), reason, output.isJSON())
 		},
 	}
 	bo.addFlags(cmd)
@@ -406,14 +436,16 @@ next restart (its supervisor retries it within 30 s). The resync is recorded in 
 	f.StringVar(&overrides.sourceURI, "source-uri", "", "connection string of the source, instead of the spec's")
 	f.StringVar(&overrides.targetURI, "target-uri", "", "connection string of the target, instead of the spec's")
 	f.StringVar(&direction, "direction", "", "the path to resync: forward (old → new) or reverse (new → old)")
+	_ = cmd.RegisterFlagCompletionFunc("direction", fixedValues("forward", "reverse"))
+	cmd.ValidArgsFunction = specFiles
 	f.StringVar(&reason, "reason", "", "why (recorded in the audit trail; required)")
-	f.StringVar(&output, "output", "text", "text or json, as tandem backfill run")
+	addOutputFlag(cmd, &output, `JSON lines: {"event":"resync_started",…}, then a forward resync's backfill as tandem backfill run prints it, or a reverse one's {"event":"done",…}`)
 	return cmd
 }
 
 // resync takes a fresh position of the path's stream, saves it, and copies everything again in
 // the path's direction.
-func resync(ctx context.Context, out io.Writer, run *backfillRun, dir shadow.Direction, who, why, output string) error {
+func resync(ctx context.Context, out io.Writer, run *backfillRun, dir shadow.Direction, who, why string, jsonOut bool) error {
 	spec, cat := run.spec, run.cfg.Catalog
 	store := run.cfg.Old
 	path := cdc.PathForward
@@ -431,19 +463,37 @@ func resync(ctx context.Context, out io.Writer, run *backfillRun, dir shadow.Dir
 	if _, err := cat.ResyncCDCStream(ctx, spec.Name, path, src.Name(), pos, who, why); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "%s %s: resumes from a fresh position of %s; copying everything again\n", spec.Name, path, src.Name())
+	if jsonOut {
+		if err := writeJSONLine(out, resyncEvent{Migration: spec.Name, Path: path, Event: "resync_started", Source: src.Name()}); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(out, "%s %s: resumes from a fresh position of %s; copying everything again\n", spec.Name, path, src.Name())
+	}
 	if dir == shadow.Forward {
 		if _, err := cat.RetireBackfillPlan(ctx, spec.Name); err != nil {
 			return err
 		}
-		return run.copy(ctx, out, output)
+		return run.copy(ctx, out, jsonOut)
 	}
 	n, err := convergeAll(ctx, run, dir)
 	if err != nil {
 		return fmt.Errorf("resync %s %s: %w", spec.Name, path, err)
 	}
+	if jsonOut {
+		return writeJSONLine(out, resyncEvent{Migration: spec.Name, Path: path, Event: "done", Converged: &n})
+	}
 	fmt.Fprintf(out, "resync %s %s done: %d documents of the new store converged into the old one\n", spec.Name, path, n)
 	return nil
+}
+
+// resyncEvent is a JSON line of tandem cdc resync --output json that is not the backfill's.
+type resyncEvent struct {
+	Migration string `json:"migration"`
+	Path      string `json:"path"`
+	Event     string `json:"event"` // resync_started, or done (reverse)
+	Source    string `json:"source,omitempty"`
+	Converged *int64 `json:"converged,omitempty"` // documents converged into old (reverse, done)
 }
 
 // convergeAll converges in direction dir every key of the new store, then every key of the old

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -34,8 +33,10 @@ type adminOptions struct {
 	url       string        // default $TANDEM_ADMIN_URL, else defaultAdminURL
 	tokenFile string        // optional; overrides $TANDEM_ADMIN_TOKEN
 	user      string        // default $TANDEM_ADMIN_USER, else $USER; "" lets the server use the address
-	json      bool          // print the API's JSON instead of text
+	output    outputFlag    // --output table|json (--json, the older spelling)
 	timeout   time.Duration // default 30s
+
+	sentToken bool // the client sends a token: set by client
 }
 
 func (o *adminOptions) addFlags(cmd *cobra.Command) {
@@ -51,8 +52,10 @@ func (o *adminOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.url, "admin", url, "admin API base URL (default from $"+envAdminURL+")")
 	f.StringVar(&o.tokenFile, "token-file", "", "file holding the admin bearer token (default: $"+envAdminToken+")")
 	f.StringVar(&o.user, "user", user, "name recorded in the audit trail (default from $"+envAdminUser+" or $USER)")
-	f.BoolVar(&o.json, "json", false, "print JSON for machines instead of text")
 	f.DurationVar(&o.timeout, "timeout", 30*time.Second, "give up on the admin API after this long")
+	addOutputFlag(cmd, &o.output, "the API's answer, one JSON document")
+	addJSONAlias(cmd, &o.output)
+	cmd.ValidArgsFunction = o.completeMigration(nil) // every admin command's first argument
 }
 
 // client checks the flags and builds the API client; needToken says the call changes state.
@@ -87,18 +90,13 @@ func (o *adminOptions) client(needToken bool) (*admin.Client, error) {
 		return nil, usagef("--admin: %v", err)
 	}
 	c.User = o.user
+	o.sentToken = token != ""
 	return c, nil
 }
 
-// print writes v as JSON with --json, else calls text.
+// print writes v as JSON with --output json, else calls text.
 func (o *adminOptions) print(w io.Writer, v any, text func()) error {
-	if !o.json {
-		text()
-		return nil
-	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	return printResult(w, &o.output, v, text)
 }
 
 // requireReason refuses an empty --reason.
@@ -142,7 +140,7 @@ func newFlagsGetCmd() *cobra.Command {
 			defer cancel()
 			v, err := c.Get(ctx, args[0])
 			if err != nil {
-				return apiError(err)
+				return o.apiError(err)
 			}
 			out := cmd.OutOrStdout()
 			return o.print(out, v, func() {
@@ -186,6 +184,7 @@ Move the phase with "tandem phase", "tandem cutover" and "tandem rollback".`,
 		},
 	}
 	o.addFlags(cmd)
+	cmd.ValidArgsFunction = o.completeMigration(completeAssignment)
 	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit trail (required)")
 	return cmd
 }
@@ -199,7 +198,7 @@ func (o *adminOptions) change(cmd *cobra.Command, call func(context.Context, *ad
 }
 
 // adminChange makes one state-changing admin API call (the token required) and prints what it
-// returns: JSON with --json, else text.
+// returns: JSON with --output json, else text.
 func adminChange[T any](o *adminOptions, cmd *cobra.Command, call func(context.Context, *admin.Client) (T, error), text func(io.Writer, T)) error {
 	c, err := o.client(true)
 	if err != nil {
@@ -209,7 +208,7 @@ func adminChange[T any](o *adminOptions, cmd *cobra.Command, call func(context.C
 	defer cancel()
 	v, err := call(ctx, c)
 	if err != nil {
-		return apiError(err)
+		return o.apiError(err)
 	}
 	out := cmd.OutOrStdout()
 	return o.print(out, v, func() { text(out, v) })
@@ -267,6 +266,7 @@ func newPhaseCmd() *cobra.Command {
 		},
 	}
 	o.addFlags(cmd)
+	cmd.ValidArgsFunction = o.completeMigration(o.completePhase)
 	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit trail (required)")
 	return cmd
 }
@@ -292,21 +292,21 @@ failed, and nothing changed.`,
 			out := cmd.OutOrStdout()
 			var e *admin.Error
 			if err != nil && !(errors.As(err, &e) && e.Code == admin.CodeGateFailed) {
-				return apiError(err)
+				return o.apiError(err)
 			}
-			if o.json {
+			if o.output.isJSON() {
 				if e != nil {
 					_ = o.print(out, admin.ErrorResponse{Error: e.Message, Code: e.Code, Gates: e.Gates}, nil)
 				} else if perr := o.print(out, res, nil); perr != nil {
 					return perr
 				}
 			} else {
-				printGates(out, res.Gates)
+				printGates(out, colorsFor(cmd, out), res.Gates)
 			}
 			if e != nil {
 				return gateFailure(args[0], e)
 			}
-			if !o.json {
+			if !o.output.isJSON() {
 				fmt.Fprintf(out, "%s: cut over — the new store is authoritative (roll back with: tandem rollback %s --reason TEXT)\n", args[0], args[0])
 				printValues(out, res.Values)
 			}
@@ -332,14 +332,14 @@ func gateFailure(migration string, e *admin.Error) error {
 	return fmt.Errorf("cutover of %s refused: failed gate(s): %s; nothing changed", migration, strings.Join(names, ", "))
 }
 
-func printGates(w io.Writer, gates []flags.GateResult) {
+func printGates(w io.Writer, p palette, gates []flags.GateResult) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, g := range gates {
 		status := "ok"
 		if !g.OK {
 			status = "FAILED"
 		}
-		fmt.Fprintf(tw, "  gate %s\t%s\t%s\n", g.Gate, status, g.Detail)
+		fmt.Fprintf(tw, "  gate %s\t%s\t%s\n", g.Gate, p.state(status), g.Detail)
 	}
 	_ = tw.Flush()
 }
@@ -365,6 +365,7 @@ func newRollbackCmd() *cobra.Command {
 	o.addFlags(cmd)
 	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit trail (required)")
 	cmd.Flags().StringVar(&to, "to", "", "phase to return to (default: the server's choice)")
+	_ = cmd.RegisterFlagCompletionFunc("to", o.completeRollbackTo)
 	return cmd
 }
 
@@ -387,7 +388,7 @@ func newHistoryCmd() *cobra.Command {
 			defer cancel()
 			entries, err := c.History(ctx, args[0], limit)
 			if err != nil {
-				return apiError(err)
+				return o.apiError(err)
 			}
 			out := cmd.OutOrStdout()
 			return o.print(out, entries, func() { printHistory(out, args[0], entries) })
@@ -434,14 +435,33 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-// apiError keeps the server's message and code; a refused token gets a hint.
-func apiError(err error) error {
+// apiError keeps the server's message and code, and says what to do about a refused token
+// (401): the server's words speak of HTTP headers and the dashboard's sign-in. A read refused
+// for want of one means this admin API wants the token for reads too (the proxy runs without
+// --admin-open-reads), which the CLI sends only when it has one. A 403 (the server has no
+// token) is left as the server words it.
+func (o *adminOptions) apiError(err error) error {
 	var e *admin.Error
-	if errors.As(err, &e) && e.Code == admin.CodeUnauthorized {
-		return fmt.Errorf("%w — check $%s or --token-file", err, envAdminToken)
+	if !errors.As(err, &e) || e.Code != admin.CodeUnauthorized || e.Status != http.StatusUnauthorized {
+		return err
 	}
-	return err
+	return tokenError{err: err, sent: o.sentToken}
 }
+
+// tokenError is a call refused with 401; it unwraps to the server's error.
+type tokenError struct {
+	err  error
+	sent bool // a token was sent, and refused
+}
+
+func (e tokenError) Error() string {
+	if e.sent {
+		return fmt.Sprintf("the admin API refused the token: check $%s or --token-file (%s)", envAdminToken, admin.CodeUnauthorized)
+	}
+	return fmt.Sprintf("this admin API needs the token for reads too: set $%s or --token-file (%s)", envAdminToken, admin.CodeUnauthorized)
+}
+
+func (e tokenError) Unwrap() error { return e.err }
 
 // exactArgs is cobra.ExactArgs with a usage error that names the arguments.
 func exactArgs(n int, names string) cobra.PositionalArgs {

@@ -52,7 +52,7 @@ func startAdminAPI(t *testing.T) *adminAPI {
 	// Age limits far from anything a slow run could reach: the gates' outcome is set by what
 	// the test records, never by the clock.
 	mgr := flags.NewManager(cat, flags.WithGates(flags.GateConfig{VerifyMaxAge: 24 * time.Hour, LagFreshness: 24 * time.Hour}))
-	srv := httptest.NewServer(admin.NewHandler(admin.Config{Flags: mgr, Token: adminTestToken}))
+	srv := httptest.NewServer(admin.NewHandler(admin.Config{Flags: mgr, Token: adminTestToken, BackfillCatalog: cat}))
 	t.Cleanup(srv.Close)
 	t.Setenv(envAdminURL, srv.URL)
 	t.Setenv(envAdminToken, adminTestToken)
@@ -105,10 +105,10 @@ func TestFlagCommandsDriveTheAdminAPI(t *testing.T) {
 	assert.Regexp(t, `phase\s+off`, out)
 	assert.Regexp(t, `read_source\s+old`, out)
 
-	out, _, err = tandemCLI(t, "flags", "get", m, "--json")
+	out, _, err = tandemCLI(t, "flags", "get", m, "--output", "json")
 	require.NoError(t, err, out)
 	var v flags.Values
-	require.NoError(t, json.Unmarshal([]byte(out), &v), "--json prints the values as JSON: %s", out)
+	require.NoError(t, json.Unmarshal([]byte(out), &v), "--output json prints the values as JSON: %s", out)
 	assert.Equal(t, a.values(t), v)
 
 	out, _, err = tandemCLI(t, "phase", m, "shadow", "--reason", "start shadow writes")
@@ -127,7 +127,7 @@ func TestFlagCommandsDriveTheAdminAPI(t *testing.T) {
 	assert.Equal(t, 1, status, "a refusal from the server exits 1: %v", err)
 	assert.Equal(t, flags.PhaseShadow, a.values(t).Phase)
 
-	out, _, err = tandemCLI(t, "phase", m, "dual", "--reason", "dual writes", "--json")
+	out, _, err = tandemCLI(t, "phase", m, "dual", "--reason", "dual writes", "--output", "json")
 	require.NoError(t, err, out)
 	require.NoError(t, json.Unmarshal([]byte(out), &v))
 	assert.Equal(t, flags.PhaseDual, v.Phase)
@@ -144,7 +144,7 @@ func TestFlagCommandsDriveTheAdminAPI(t *testing.T) {
 	assert.Contains(t, out, "compare a tenth")
 	assert.Contains(t, out, "p99 up")
 
-	out, _, err = tandemCLI(t, "history", m, "--json", "--limit", "2")
+	out, _, err = tandemCLI(t, "history", m, "--output", "json", "--limit", "2")
 	require.NoError(t, err, out)
 	var entries []admin.HistoryEntry
 	require.NoError(t, json.Unmarshal([]byte(out), &entries), out)
@@ -197,8 +197,9 @@ func TestFlagCommandsToken(t *testing.T) {
 		assert.Equal(t, 2, status)
 		assert.Contains(t, err.Error(), "no admin token")
 		assert.Contains(t, err.Error(), envAdminToken)
-		out, _, err := tandemCLI(t, "flags", "get", m)
-		require.NoError(t, err, "reads need no token: %s", out)
+		_, status, err = tandemCLI(t, "flags", "get", m)
+		assert.Equal(t, 1, status, "reads need the token too (TestReadsThatNeedTheToken)")
+		assert.ErrorContains(t, err, "needs the token for reads too")
 	})
 	t.Run("unreadable and empty files", func(t *testing.T) {
 		_, status, err := tandemCLI(t, "phase", m, "shadow", "--reason", "r", "--token-file", filepath.Join(dir, "missing"))
@@ -294,7 +295,7 @@ func TestCutoverCommandPrintsEveryGate(t *testing.T) {
 	assert.NotContains(t, err.Error(), "reverse_path", "only the failed gates are named")
 	assert.Equal(t, flags.PhaseDual, a.values(t).Phase)
 
-	out, status, err = tandemCLI(t, "cutover", m, "--json")
+	out, status, err = tandemCLI(t, "cutover", m, "--output", "json")
 	require.Error(t, err)
 	assert.Equal(t, 1, status)
 	var refusal admin.ErrorResponse
@@ -320,7 +321,7 @@ func TestCutoverCommandPrintsEveryGate(t *testing.T) {
 	v := a.values(t)
 	assert.Equal(t, flags.PhaseCutover, v.Phase)
 
-	out, _, err = tandemCLI(t, "rollback", m, "--reason", "errors", "--to", "shadow", "--json")
+	out, _, err = tandemCLI(t, "rollback", m, "--reason", "errors", "--to", "shadow", "--output", "json")
 	require.NoError(t, err, out)
 	require.NoError(t, json.Unmarshal([]byte(out), &v), out)
 	assert.Equal(t, flags.PhaseShadow, v.Phase)
@@ -329,4 +330,39 @@ func TestCutoverCommandPrintsEveryGate(t *testing.T) {
 	out, _, err = tandemCLI(t, "rollback", m, "--reason", "again", "--to", "dual")
 	require.Error(t, err, out)
 	assert.Contains(t, err.Error(), admin.CodePhaseStep, "a rollback must go back")
+}
+
+// TestReadsThatNeedTheToken: the admin API wants the token for reads too (the proxy runs
+// without --admin-open-reads); a read without one says what to do, and exits 1; with a wrong
+// one it is refused as a change is; with the right one it works; with open reads it needs none.
+func TestReadsThatNeedTheToken(t *testing.T) {
+	a := startAdminAPI(t)
+	for _, args := range [][]string{{"flags", "get", adminTestMigration}, {"history", adminTestMigration},
+		{"backfill", "status", adminTestMigration}, {"report", adminTestMigration, "--id", "latest"}} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			t.Setenv(envAdminToken, "")
+			_, status, err := tandemCLI(t, args...)
+			require.Error(t, err)
+			assert.Equal(t, exitFailed, status)
+			assert.Equal(t, "this admin API needs the token for reads too: set $TANDEM_ADMIN_TOKEN or --token-file (unauthorized)", errorLine(err))
+			assert.ErrorIs(t, err, admin.ErrUnauthorized)
+
+			t.Setenv(envAdminToken, "not-it")
+			_, status, err = tandemCLI(t, args...)
+			require.Error(t, err)
+			assert.Equal(t, exitFailed, status)
+			assert.Equal(t, "the admin API refused the token: check $TANDEM_ADMIN_TOKEN or --token-file (unauthorized)", errorLine(err))
+		})
+	}
+	out, status, err := tandemCLI(t, "flags", "get", adminTestMigration)
+	require.NoError(t, err, out)
+	assert.Equal(t, exitOK, status)
+	assert.Regexp(t, `phase\s+off`, out)
+
+	open := httptest.NewServer(admin.NewHandler(admin.Config{Flags: a.mgr, Token: adminTestToken, OpenReads: true}))
+	t.Cleanup(open.Close)
+	t.Setenv(envAdminToken, "")
+	out, status, err = tandemCLI(t, "flags", "get", adminTestMigration, "--admin", open.URL)
+	require.NoError(t, err, out)
+	assert.Equal(t, exitOK, status, "open reads need no token")
 }

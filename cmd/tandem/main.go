@@ -21,12 +21,21 @@ var version = "dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := newRootCmd(os.Stdout, os.Stderr).ExecuteContext(ctx)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "tandem:", errorLine(err))
-	}
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	os.Exit(exitCode(err))
+	os.Exit(code)
+}
+
+// run runs the command line args and returns the exit status; an error is printed on stderr
+// as one line starting with "tandem:".
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := newRootCmd(stdout, stderr)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err != nil {
+		fmt.Fprintln(stderr, "tandem:", errorLine(err))
+	}
+	return exitCode(err)
 }
 
 // Exit statuses, as the README's table gives them.
@@ -68,6 +77,7 @@ func usagef(format string, args ...any) error { return usageError{fmt.Errorf(for
 type globalOptions struct {
 	logLevel  string
 	logFormat string
+	noColor   bool // read by colorsFor through the command's merged flags
 }
 
 func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -85,8 +95,11 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
+	root.PersistentFlags().BoolVar(&g.noColor, flagNoColor, false, "no colour in what is printed (also $"+envNoColor+"); colour is only ever used on a terminal")
 	root.AddCommand(newProxyCmd(&g), newDemoCmd(&g), newValidateCmd(&g), newRunCmd(&g), newFlagsCmd(), newBackfillCmd(&g), newCDCCmd(&g), newPhaseCmd(), newCutoverCmd(), newRollbackCmd(), newHistoryCmd(), newVerifyCmd(), newReportCmd())
 	root.SuggestionsMinimumDistance = 2
+	addCompletionCmd(root)
+	strictHelpCmd(root)
 	root.Args = func(cmd *cobra.Command, args []string) error {
 		if len(args) > 0 {
 			return unknownCommand(cmd, args[0])
@@ -94,8 +107,38 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		return nil
 	}
 	root.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	// No subcommand has a PersistentPreRunE of its own, so this one runs before each.
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		noticeReplacedFlags(cmd)
+		return nil
+	}
 	usageArgs(root)
 	return root
+}
+
+// strictHelpCmd makes "tandem help NAME" follow the exit statuses: cobra's help command
+// prints "Unknown help topic" and exits 0, or shows the parent's help for a subcommand that
+// does not exist; here both are usage errors.
+func strictHelpCmd(root *cobra.Command) {
+	root.InitDefaultHelpCmd()
+	for _, help := range root.Commands() {
+		if help.Name() != "help" || help.Run == nil {
+			continue
+		}
+		show := help.Run
+		help.Run = nil
+		help.RunE = func(c *cobra.Command, args []string) error {
+			cmd, rest, err := c.Root().Find(args)
+			switch {
+			case err != nil:
+				return usageError{err}
+			case len(rest) > 0 && cmd.HasSubCommands():
+				return unknownCommand(cmd, rest[0])
+			}
+			show(c, args)
+			return nil
+		}
+	}
 }
 
 // unknownCommand is the usage error for an argument that names no subcommand of cmd.

@@ -92,7 +92,9 @@ func newServeCmd(g *globalOptions, use, short, long string, withBackfill bool) *
 	if withBackfill {
 		bo.addFlags(cmd)
 		cmd.Flags().StringVar(&mo.cdc, "cdc", cdcAuto, "change capture (forward in shadow, dual and cutover; reverse in cutover and finalized): auto (where the store has change streams, a warning where not), on (refuse to start without them) or off")
+		_ = cmd.RegisterFlagCompletionFunc("cdc", fixedValues(cdcAuto, cdcOn, cdcOff))
 		cmd.Flags().StringVar(&mo.cdcApply, "cdc-apply", cdcApplyTailer, "who converges the forward change stream: tailer (the elected tailer itself) or journal (it publishes the keys to the Kafka journal, and the journal workers of every tandem run converge them; the reverse path always converges itself)")
+		_ = cmd.RegisterFlagCompletionFunc("cdc-apply", fixedValues(cdcApplyTailer, cdcApplyJournal))
 	}
 	cmd.Flags().StringVar(&o.upstream, "upstream", "", "connection string of the MongoDB deployment behind the proxy (required); TLS options in it apply to the proxy's upstream connections")
 	return cmd

@@ -155,6 +155,18 @@ func TestReportCommand(t *testing.T) {
 		assert.Contains(t, string(page), "<h2>"+s+"</h2>")
 	}
 
+	// With --out, --output json is the summary as one JSON object; the file is in --format.
+	out, status, err = tandemCLI(t, "report", m, "--format", "html", "--out", htmlPath, "--output", "json")
+	require.NoError(t, err, out)
+	assert.Equal(t, exitOK, status)
+	var sum reportSummary
+	require.NoError(t, json.Unmarshal([]byte(out), &sum), "one JSON document: %s", out)
+	assert.Equal(t, reportSummary{Migration: m, ID: sum.ID, Verdict: report.Pass, Reasons: sum.Reasons, Out: htmlPath, Format: report.FormatHTML}, sum)
+	assert.Regexp(t, `^[0-9a-f]{24}$`, sum.ID)
+	page, err = os.ReadFile(htmlPath)
+	require.NoError(t, err)
+	assert.Contains(t, string(page), "<h2>", "the file is still HTML")
+
 	// A stored report renders the same by id, also after the stores changed.
 	mdPath := filepath.Join(dir, "r.md")
 	out, _, err = tandemCLI(t, "report", m, "--out", mdPath)
@@ -221,7 +233,8 @@ func TestReportCommandRefusesBadInput(t *testing.T) {
 		{"bad format", []string{"report", m, "--format", "pdf"}, exitUsage, `--format "pdf": want json, md, html`},
 		{"unwritable out", []string{"report", m, "--out", filepath.Join(dir, "missing", "r.json")}, exitUsage, "cannot write it: no such file or directory"},
 		{"unknown extension", []string{"report", m, "--out", filepath.Join(dir, "r.txt")}, exitUsage, "cannot tell the format from its extension"},
-		{"json and format", []string{"report", m, "--json", "--format", "md"}, exitUsage, "contradict"},
+		{"json and format", []string{"report", m, "--output", "json", "--format", "md"}, exitUsage, "contradict"},
+		{"older json and format", []string{"report", m, "--json", "--format", "md"}, exitUsage, "contradict"},
 		{"no argument", []string{"report"}, exitUsage, "report takes MIGRATION"},
 		{"sign without --by", []string{"report", "sign", m, "--comment", "x"}, exitUsage, "needs --by WHO"},
 		{"sign without --comment", []string{"report", "sign", m, "--by", "x"}, exitUsage, "needs --comment TEXT"},
@@ -249,25 +262,26 @@ func TestReportCommandRefusesBadInput(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, entries, 1, "no temporary file is left behind: %v", entries)
 
-	// Values need the token; reading a stored report does not.
+	// Values need the token, so the CLI asks for it before calling; reading a stored report
+	// needs it too, as every read does on a proxy without --admin-open-reads.
 	out, _, err := tandemCLI(t, "verify", m)
 	require.NoError(t, err, out)
 	out, _, err = tandemCLI(t, "report", m)
 	require.NoError(t, err, out)
 	t.Setenv(envAdminToken, "")
-	out, status, err = tandemCLI(t, "report", m, "--id", "latest")
-	require.NoError(t, err, out)
-	assert.Equal(t, exitOK, status)
+	_, status, err = tandemCLI(t, "report", m, "--id", "latest")
+	assert.Equal(t, exitFailed, status)
+	assert.ErrorContains(t, err, "this admin API needs the token for reads too")
 	_, status, err = tandemCLI(t, "report", m, "--id", "latest", "--include-values")
 	assert.Equal(t, exitUsage, status)
 	assert.ErrorContains(t, err, "no admin token")
 	t.Setenv(envAdminToken, "wrong-token")
 	_, status, err = tandemCLI(t, "report", m, "--id", "latest", "--include-values")
 	assert.Equal(t, exitFailed, status)
-	assert.ErrorContains(t, err, "missing or wrong bearer token")
+	assert.ErrorContains(t, err, "the admin API refused the token")
 	_, status, err = tandemCLI(t, "report", m)
 	assert.Equal(t, exitFailed, status, "generating needs the token")
-	assert.ErrorContains(t, err, "missing or wrong bearer token")
+	assert.ErrorContains(t, err, "the admin API refused the token")
 }
 
 func TestValidateRefusesABudgetThatIsNotANumber(t *testing.T) {

@@ -37,6 +37,9 @@ or one self-contained HTML page. With --id REPORT_ID (or --id latest), the store
 rendered again instead, with the sign-offs recorded since. Document values are left out (paths,
 types and hashes only) unless --include-values, which needs the admin token.
 
+--output is about what is printed besides: with --out, the summary line (--output json: a JSON
+object); without --out the report itself is printed, and --output json asks for --format json.
+
 Exit status 0 only when the verdict is PASS; 1 on FAIL (the report is written all the same) or
 when the admin API refuses or fails; 2 on a bad command line or an --out that cannot be written.`,
 		Args: exactArgs(1, "MIGRATION"),
@@ -45,6 +48,7 @@ when the admin API refuses or fails; 2 on a bad command line or an --out that ca
 	o.admin.addFlags(cmd)
 	f := cmd.Flags()
 	f.StringVar(&o.format, "format", "", "json, md or html (default: from --out's extension, else md)")
+	_ = cmd.RegisterFlagCompletionFunc("format", reportFormats)
 	f.StringVarP(&o.out, "out", "o", "", "write the report to FILE instead of stdout")
 	f.BoolVar(&o.includeValues, "include-values", false, "put document values in the report (needs the admin token)")
 	f.StringVar(&o.id, "id", "", "render the stored report REPORT_ID (or latest) again instead of generating one")
@@ -54,10 +58,12 @@ when the admin API refuses or fails; 2 on a bad command line or an --out that ca
 
 // resolveFormat checks --format, or takes the format from --out's extension.
 func (o *reportOptions) resolveFormat() (string, error) {
-	if o.admin.json && o.format != "" && o.format != report.FormatJSON {
-		return "", usagef("--json and --format %s contradict each other", o.format)
-	}
-	if o.admin.json {
+	// Without --out the report is what the command prints, so --output json asks for it as
+	// JSON; with --out, --output is about the summary line only.
+	if o.admin.output.isJSON() && o.out == "" {
+		if o.format != "" && o.format != report.FormatJSON {
+			return "", usagef("--output json and --format %s contradict each other: without --out the report itself is printed; give --out FILE to write it as %s and print a JSON summary", o.format, o.format)
+		}
 		o.format = report.FormatJSON
 	}
 	if o.format != "" {
@@ -109,7 +115,7 @@ func (o *reportOptions) run(cmd *cobra.Command, name string) error {
 	}
 	if err != nil {
 		finish(false)
-		return apiError(err)
+		return o.admin.apiError(err)
 	}
 	if err := report.Render(out, rep, format); err != nil {
 		finish(false)
@@ -119,12 +125,29 @@ func (o *reportOptions) run(cmd *cobra.Command, name string) error {
 		return err
 	}
 	if o.out != "" {
-		fmt.Fprintf(cmd.OutOrStdout(), "%s: report %s: %s, written to %s (%s)\n", name, rep.ID, rep.Verdict.Result, o.out, format)
+		stdout := cmd.OutOrStdout()
+		sum := reportSummary{Migration: name, ID: rep.ID, Verdict: rep.Verdict.Result, Reasons: rep.Verdict.Reasons, Out: o.out, Format: format}
+		if err := o.admin.print(stdout, sum, func() {
+			fmt.Fprintf(stdout, "%s: report %s: %s, written to %s (%s)\n", name, rep.ID, colorsFor(cmd, stdout).state(rep.Verdict.Result), o.out, format)
+		}); err != nil {
+			return err
+		}
 	}
 	if rep.Verdict.Result != report.Pass {
 		return fmt.Errorf("%s: report %s: %s: %s", name, rep.ID, rep.Verdict.Result, strings.Join(rep.Verdict.Reasons, "; "))
 	}
 	return nil
+}
+
+// reportSummary is what `tandem report --out FILE --output json` prints: where the report went
+// and its verdict.
+type reportSummary struct {
+	Migration string   `json:"migration"`
+	ID        string   `json:"id"`
+	Verdict   string   `json:"verdict"` // PASS or FAIL
+	Reasons   []string `json:"reasons,omitempty"`
+	Out       string   `json:"out"`
+	Format    string   `json:"format"`
 }
 
 // openOut prepares writing to path (stdout when empty) before anything is asked of the API,

@@ -25,6 +25,7 @@ func newValidateCmd(g *globalOptions) *cobra.Command {
 		timeout        time.Duration
 		connectTimeout time.Duration
 		overrides      storeOverrides
+		output         outputFlag
 	)
 	cmd := &cobra.Command{
 		Use:   "validate SPEC",
@@ -49,28 +50,38 @@ non-zero when anything is wrong.`,
 			if err != nil {
 				return usagef("spec %s: %v", args[0], errors.Unwrap(err))
 			}
+			res := validateResult{File: args[0]}
 			spec, err := transform.Parse(args[0], data)
 			if err != nil {
 				var errs transform.SpecErrors
-				if errors.As(err, &errs) {
-					fmt.Fprintf(out, "%s: %d problem(s)\n", args[0], len(errs))
-					for _, e := range errs {
-						fmt.Fprintln(out, "  "+e.Error())
-					}
-					return errProblems
+				if !errors.As(err, &errs) {
+					return err
 				}
-				return err
+				res.Problems = specProblems(errs)
+				if err := printResult(out, &output, res, func() { res.print(out, colorsFor(cmd, out)) }); err != nil {
+					return err
+				}
+				return errProblems
 			}
 			if err := overrides.apply(spec); err != nil {
 				return err
 			}
-			describeSpec(out, spec)
-			if sample == 0 {
-				return nil
+			res.describe(spec)
+			if sample > 0 {
+				ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+				defer cancel()
+				if res.Sample, err = sampleRoundTrip(ctx, spec, sample, connectTimeout); err != nil {
+					return err
+				}
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-			defer cancel()
-			return sampleRoundTrip(ctx, out, spec, sample, connectTimeout)
+			res.OK = res.Sample == nil || res.Sample.Exact == res.Sample.Documents
+			if err := printResult(out, &output, res, func() { res.print(out, colorsFor(cmd, out)) }); err != nil {
+				return err
+			}
+			if !res.OK {
+				return errProblems
+			}
+			return nil
 		},
 	}
 	cmd.Flags().IntVar(&sample, "sample", 0, "read this many source documents and check reverse(forward(d)) == d")
@@ -78,49 +89,159 @@ non-zero when anything is wrong.`,
 	cmd.Flags().DurationVar(&connectTimeout, "connect-timeout", defaultConnectTimeout, "how long reaching each store may take")
 	cmd.Flags().StringVar(&overrides.sourceURI, "source-uri", "", "connection string of the source store, instead of the spec's (a DynamoDB source: its endpoint URL)")
 	cmd.Flags().StringVar(&overrides.targetURI, "target-uri", "", "connection string of the target store, instead of the spec's (a DynamoDB target: its endpoint URL)")
+	addOutputFlag(cmd, &output, "one JSON document: the spec's problems, or what it does and the sample's round trips")
+	cmd.ValidArgsFunction = specFiles
 	return cmd
 }
 
-func describeSpec(w io.Writer, s *transform.Spec) {
-	fmt.Fprintf(w, "%s: ok — migration %s, spec version %s\n", s.File, s.Name, s.Version)
-	target := s.Key.Target
+// validateResult is what validate found, printed as text or, with --output json, as JSON.
+type validateResult struct {
+	File     string        `json:"file"`
+	OK       bool          `json:"ok"`                 // no problem in the spec, every sampled document round-trips
+	Problems []specProblem `json:"problems,omitempty"` // the spec's; nothing else is set when there are any
+
+	Migration      string            `json:"migration,omitempty"`
+	Version        string            `json:"version,omitempty"`
+	Source         string            `json:"source,omitempty"`
+	Target         string            `json:"target,omitempty"`
+	SourceKey      string            `json:"source_key,omitempty"`
+	TargetKey      string            `json:"target_key,omitempty"` // a DynamoDB target: "partition P[, sort S = V]"
+	Forward        []validateStep    `json:"forward,omitempty"`
+	Reverse        []validateStep    `json:"reverse,omitempty"`
+	ReverseDerived bool              `json:"reverse_derived,omitempty"`
+	Verify         *validateVerify   `json:"verify,omitempty"`
+	Sample         *sampleRoundTrips `json:"sample,omitempty"` // with --sample N
+}
+
+type specProblem struct {
+	Line    int    `json:"line,omitempty"`
+	Column  int    `json:"column,omitempty"`
+	Path    string `json:"path,omitempty"`
+	Message string `json:"message"`
+	text    string // file:line:col: path: message
+}
+
+type validateStep struct {
+	Index   int    `json:"index"`
+	Kind    string `json:"kind"`
+	Summary string `json:"summary"`
+	Line    int    `json:"line,omitempty"` // 0 for a derived reverse step
+}
+
+type validateVerify struct {
+	Settle          string              `json:"settle"`
+	MismatchBudget  int64               `json:"mismatch_budget"`
+	MaxBacklog      int64               `json:"max_backlog"`
+	RequiredIndexes int                 `json:"required_indexes"`
+	Invariants      []validateInvariant `json:"invariants,omitempty"`
+}
+
+type validateInvariant struct {
+	Name string `json:"name"`
+	Line int    `json:"line"`
+	Expr string `json:"expr"`
+}
+
+// sampleRoundTrips is what --sample found.
+type sampleRoundTrips struct {
+	Source    string        `json:"source"`
+	Documents int           `json:"documents"` // read
+	Exact     int           `json:"exact"`     // came back identical
+	Differ    []sampleIssue `json:"differ"`    // came back different: the paths that differ
+	Failed    []sampleIssue `json:"failed"`    // failed to transform: the error
+}
+
+type sampleIssue struct {
+	Key    string `json:"key"`
+	Detail string `json:"detail"`
+}
+
+func specProblems(errs transform.SpecErrors) []specProblem {
+	out := make([]specProblem, len(errs))
+	for i, e := range errs {
+		out[i] = specProblem{Line: e.Line, Column: e.Column, Path: e.Path, Message: e.Msg, text: e.Error()}
+	}
+	return out
+}
+
+func validateSteps(steps []transform.StepInfo) []validateStep {
+	out := make([]validateStep, len(steps))
+	for i, st := range steps {
+		out[i] = validateStep{Index: st.Index, Kind: st.Kind, Summary: st.Summary, Line: st.Line}
+	}
+	return out
+}
+
+// describe records what spec s does.
+func (r *validateResult) describe(s *transform.Spec) {
+	r.Migration, r.Version = s.Name, s.Version
+	r.Source, r.Target = s.Source.String(), s.Target.String()
+	r.SourceKey, r.TargetKey = s.Key.Source, s.Key.Target
 	if s.Target.Kind == transform.StoreDynamoDB {
-		target = "partition " + s.Key.Partition
+		r.TargetKey = "partition " + s.Key.Partition
 		if s.Key.SortAttribute != "" {
-			target += fmt.Sprintf(", sort %s = %v", s.Key.SortAttribute, s.Key.SortValue)
+			r.TargetKey += fmt.Sprintf(", sort %s = %v", s.Key.SortAttribute, s.Key.SortValue)
 		}
 	}
-	fmt.Fprintf(w, "  %s → %s (key %s → %s)\n", s.Source, s.Target, s.Key.Source, target)
+	r.Forward, r.Reverse, r.ReverseDerived = validateSteps(s.Steps()), validateSteps(s.ReverseSteps()), s.ReverseDerived()
+	v := s.Verify
+	r.Verify = &validateVerify{Settle: v.Settle.String(), MismatchBudget: int64(v.MismatchBudget), MaxBacklog: int64(v.MaxBacklog), RequiredIndexes: len(s.RequiredIndexes())}
+	for _, iv := range v.Invariants {
+		r.Verify.Invariants = append(r.Verify.Invariants, validateInvariant{Name: iv.Name, Line: iv.Line, Expr: iv.Expr})
+	}
+}
+
+// print writes the result as text for people.
+func (r *validateResult) print(w io.Writer, c palette) {
+	if len(r.Problems) > 0 {
+		fmt.Fprintf(w, "%s: %s\n", r.File, c.paint(ansiRed, fmt.Sprintf("%d problem(s)", len(r.Problems))))
+		for _, p := range r.Problems {
+			fmt.Fprintln(w, "  "+p.text)
+		}
+		return
+	}
+	fmt.Fprintf(w, "%s: %s — migration %s, spec version %s\n", r.File, c.state("ok"), r.Migration, r.Version)
+	fmt.Fprintf(w, "  %s → %s (key %s → %s)\n", r.Source, r.Target, r.SourceKey, r.TargetKey)
 	fmt.Fprintln(w, "  forward:")
-	for _, st := range s.Steps() {
+	for _, st := range r.Forward {
 		fmt.Fprintf(w, "    [%d] %s %s\n", st.Index, st.Kind, st.Summary)
 	}
 	how := "explicit"
-	if s.ReverseDerived() {
+	if r.ReverseDerived {
 		how = "derived"
 	}
 	fmt.Fprintf(w, "  reverse (%s):\n", how)
-	for _, st := range s.ReverseSteps() {
+	for _, st := range r.Reverse {
 		fmt.Fprintf(w, "    [%d] %s %s\n", st.Index, st.Kind, st.Summary)
 	}
-	v := s.Verify
+	v := r.Verify
 	fmt.Fprintf(w, "  verify: settle %s, mismatch budget %d, backlog limit %d, %d required index(es)\n",
-		v.Settle, v.MismatchBudget, v.MaxBacklog, len(s.RequiredIndexes()))
+		v.Settle, v.MismatchBudget, v.MaxBacklog, v.RequiredIndexes)
 	for _, iv := range v.Invariants {
 		fmt.Fprintf(w, "    invariant %s (line %d): %s\n", iv.Name, iv.Line, iv.Expr)
+	}
+	if s := r.Sample; s != nil {
+		fmt.Fprintf(w, "sampled %d document(s) from %s: %d round-trip exactly, %s differ, %s fail to transform\n",
+			s.Documents, s.Source, s.Exact, c.count(len(s.Differ)), c.count(len(s.Failed)))
+		for _, d := range s.Differ {
+			fmt.Fprintf(w, "  differs   %s: %s\n", d.Key, d.Detail)
+		}
+		for _, f := range s.Failed {
+			fmt.Fprintf(w, "  fails     %s: %s\n", f.Key, f.Detail)
+		}
 	}
 }
 
 // sampleRoundTrip reads n source documents and checks each one's round trip.
-func sampleRoundTrip(ctx context.Context, w io.Writer, s *transform.Spec, n int, connectTimeout time.Duration) error {
+func sampleRoundTrip(ctx context.Context, s *transform.Spec, n int, connectTimeout time.Duration) (*sampleRoundTrips, error) {
 	src, err := openSource(ctx, s, connectTimeout)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer src.Close(context.Background())
 	dst, err := openTarget(ctx, s, connectTimeout)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer dst.Close(context.Background())
 
@@ -134,11 +255,11 @@ func sampleRoundTrip(ctx context.Context, w io.Writer, s *transform.Spec, n int,
 		return nil
 	})
 	if err != nil && !errors.Is(err, errEnough) {
-		return fmt.Errorf("reading %d sample documents from %s: %w", n, s.Source, err)
+		return nil, fmt.Errorf("reading %d sample documents from %s: %w", n, s.Source, err)
 	}
 	docs = docs[:min(n, len(docs))]
 
-	var differ, failed []string
+	res := &sampleRoundTrips{Source: s.Source.String(), Documents: len(docs), Differ: []sampleIssue{}, Failed: []sampleIssue{}}
 	for _, d := range docs {
 		key, kerr := src.KeyOf(d)
 		name := "(no key)"
@@ -154,23 +275,13 @@ func sampleRoundTrip(ctx context.Context, w io.Writer, s *transform.Spec, n int,
 			back, err = s.Reverse(fwd)
 		}
 		if err != nil {
-			failed = append(failed, fmt.Sprintf("%s: %v", name, err))
+			res.Failed = append(res.Failed, sampleIssue{Key: name, Detail: err.Error()})
 			continue
 		}
 		if diff := transform.Diff(d, back); len(diff) > 0 {
-			differ = append(differ, fmt.Sprintf("%s: %s", name, strings.Join(diff, "; ")))
+			res.Differ = append(res.Differ, sampleIssue{Key: name, Detail: strings.Join(diff, "; ")})
 		}
 	}
-	fmt.Fprintf(w, "sampled %d document(s) from %s: %d round-trip exactly, %d differ, %d fail to transform\n",
-		len(docs), s.Source, len(docs)-len(differ)-len(failed), len(differ), len(failed))
-	for _, l := range differ {
-		fmt.Fprintln(w, "  differs   "+l)
-	}
-	for _, l := range failed {
-		fmt.Fprintln(w, "  fails     "+l)
-	}
-	if len(differ)+len(failed) > 0 {
-		return errProblems
-	}
-	return nil
+	res.Exact = len(docs) - len(res.Differ) - len(res.Failed)
+	return res, nil
 }

@@ -45,7 +45,7 @@ what is not covered yet. Exit status 1 when it is not clean.`,
 			}
 			sum, err := c.Verify(ctx, args[0], repair)
 			if err != nil {
-				return apiError(err)
+				return o.apiError(err)
 			}
 			out := cmd.OutOrStdout()
 			if err := o.print(out, sum, func() {
@@ -60,8 +60,8 @@ what is not covered yet. Exit status 1 when it is not clean.`,
 			if !sum.Clean {
 				return fmt.Errorf("verification of %s is not clean", args[0])
 			}
-			if !o.json {
-				fmt.Fprintf(out, "%s: clean\n", args[0])
+			if !o.output.isJSON() {
+				fmt.Fprintf(out, "%s: %s\n", args[0], colorsFor(cmd, out).state("clean"))
 			}
 			return nil
 		},
@@ -78,7 +78,7 @@ what is not covered yet. Exit status 1 when it is not clean.`,
 func printVerifyState(ctx context.Context, cmd *cobra.Command, o *adminOptions, c *admin.Client, name string) error {
 	st, err := c.VerifyState(ctx, name)
 	if err != nil {
-		return apiError(err)
+		return o.apiError(err)
 	}
 	out := cmd.OutOrStdout()
 	if err := o.print(out, st, func() {
