@@ -185,6 +185,8 @@ func metricNames(expr string) []string {
 	return names
 }
 
+// TestMetricNames: the tokenizer takes metric names, including a histogram's series, and
+// nothing inside string literals or longer identifiers.
 func TestMetricNames(t *testing.T) {
 	for expr, want := range map[string][]string{
 		`sum by (kind) (rate(tandem_proxy_errors_total{kind=~"upstream_dial|tandem_fake"}[5m])) > 0.1`:        {"tandem_proxy_errors_total"},
