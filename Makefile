@@ -26,12 +26,17 @@ export TANDEM_MONGOJAVA := $(CURDIR)/$(MONGOJAVA)
 VERIFY_MEM_SIZES ?= 20000,100000
 VERIFY_MEM_PARTITIONS ?= 4
 
+# The Prometheus rule tests (deploy_test.go) run promtool from Debian's prometheus package,
+# extracted here by the promtool target; they fail instead of skipping too.
+PROMETHEUS := .cache/prometheus
+export TANDEM_PROMTOOL := $(CURDIR)/$(PROMETHEUS)/usr/bin/promtool
+
 # The tests' MongoDB, embedded FerretDB, runs as a process of its own built without the race
 # detector (testenv/ferretdb): inside a -race test binary its SQLite engine is ten times slower.
 FERRETDB_BIN := .cache/bin/ferretdb
 export TANDEM_FERRETDB_BIN := $(CURDIR)/$(FERRETDB_BIN)
 
-.PHONY: all build run test test-go fuzz soak bench lint clients kafka mongojava chromium ferretdb postgresql clean
+.PHONY: all build run test test-go fuzz soak bench lint clients kafka mongojava chromium ferretdb postgresql promtool clean
 
 all: build
 
@@ -46,7 +51,7 @@ run: build
 ## it fails if a server the tests started from this repository (a Kafka broker on the jars of
 ## .cache/kafka, moto from .venv) still runs. The kernel kills those when their test binary
 ## ends (PR_SET_PDEATHSIG), so the check waits up to 3 s for the last to go.
-test: clients kafka mongojava chromium ferretdb test-go fuzz
+test: clients kafka mongojava chromium ferretdb promtool test-go fuzz
 	@for i in 1 2 3 4; do \
 		left=$$(pgrep -af -- '$(CURDIR)/(\.cache/bin/ferretdb|\.cache/kafka/lib|\.cache/mongojava/classes|\.venv/bin/python -m moto\.server)' || true); \
 		[ -z "$$left" ] && exit 0; [ $$i -lt 4 ] && sleep 1; \
@@ -142,5 +147,20 @@ postgresql:
 mongojava:
 	sh testenv/mongojava/install.sh $(MONGOJAVA)
 
+## promtool: Prometheus' promtool (checks and unit-tests deploy/prometheus's rules), taken from
+## Debian's prometheus package (apt-get download needs no root; 19 MB) and kept alone in
+## .cache/prometheus/usr/bin; again only when it is missing. apt-get update runs first when the
+## package lists lack it (that needs root, as on CI).
+promtool: $(PROMETHEUS)/usr/bin/promtool
+
+$(PROMETHEUS)/usr/bin/promtool:
+	rm -rf $(PROMETHEUS).tmp && mkdir -p $(PROMETHEUS).tmp
+	cd $(PROMETHEUS).tmp && { apt-get download -qq prometheus 2>/dev/null || { apt-get update -qq && apt-get download -qq prometheus; }; }
+	dpkg-deb -x $(PROMETHEUS).tmp/prometheus_*.deb $(PROMETHEUS).tmp/root
+	mkdir -p $(PROMETHEUS)/usr/bin
+	mv $(PROMETHEUS).tmp/root/usr/bin/promtool $@.new && mv $@.new $@
+	rm -rf $(PROMETHEUS).tmp
+	$@ --version 2>&1 | head -1
+
 clean:
-	rm -rf bin $(VENV) clients/node_modules $(KAFKA) $(MONGOJAVA)
+	rm -rf bin $(VENV) clients/node_modules $(KAFKA) $(MONGOJAVA) $(PROMETHEUS)

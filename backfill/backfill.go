@@ -109,7 +109,8 @@ type Config struct {
 	Sample int
 	// Log is the logger. Optional; default slog.Default().
 	Log *slog.Logger
-	// Metrics receives progress and throttling. Optional; default: unregistered collectors.
+	// Metrics receives progress and throttling, labelled with Migration; one Metrics may serve
+	// every backfill of a process. Optional; default: unregistered collectors.
 	Metrics *Metrics
 
 	hooks *hooks // tests only (export_test.go)
@@ -214,6 +215,7 @@ type Summary struct {
 type Backfill struct {
 	cfg Config
 	log *slog.Logger
+	m   *migrationMetrics // cfg.Metrics for cfg.Migration
 
 	plan  catalog.BackfillPlan
 	parts []catalog.BackfillPartition
@@ -235,7 +237,8 @@ func New(cfg Config) (*Backfill, error) {
 		return nil, err
 	}
 	b := &Backfill{cfg: cfg, log: cfg.Log.With("migration", cfg.Migration, "component", "backfill")}
-	b.thr = newThrottle(&b.cfg)
+	b.m = cfg.Metrics.forMigration(cfg.Migration)
+	b.thr = newThrottle(&b.cfg, b.m)
 	b.leases = &leaseSet{held: map[int]*held{}}
 	return b, nil
 }
@@ -270,7 +273,7 @@ func (b *Backfill) Run(ctx context.Context) error {
 		return err
 	}
 	b.plan, b.parts = plan, parts
-	b.cfg.Metrics.partitionsTotal.Set(float64(len(parts)))
+	b.m.partitionsTotal.Set(float64(len(parts)))
 	if err := b.applyConfigRates(ctx); err != nil {
 		return err
 	}
@@ -380,7 +383,7 @@ func (b *Backfill) retry(ctx context.Context, what string, fn func(context.Conte
 		if attempt == 0 || attempt%10 == 0 {
 			b.log.Warn("catalog unavailable; retrying", "op", what, "attempt", attempt+1, "err", err)
 		}
-		b.cfg.Metrics.errors.WithLabelValues("catalog").Inc()
+		b.m.errors.WithLabelValues("catalog").Inc()
 		if err := sleep(ctx, delay); err != nil {
 			return err
 		}

@@ -53,7 +53,7 @@ func (b *Backfill) copyPartition(ctx context.Context, h *held) error {
 			return err
 		}
 		b.log.Warn("reading the source; resuming from the checkpoint", "partition", h.part.Index, "attempt", attempt+1, "err", err)
-		b.cfg.Metrics.errors.WithLabelValues("read").Inc()
+		b.m.errors.WithLabelValues("read").Inc()
 		if err := sleep(ctx, backoff(attempt)); err != nil {
 			return err
 		}
@@ -151,7 +151,7 @@ func (b *Backfill) batch(ctx context.Context, h *held, docs []bson.D) error {
 	b.bytes.Add(cnt.bytes)
 	b.dead.Add(cnt.dead)
 	b.reconv.Add(cnt.reconverged)
-	m := b.cfg.Metrics
+	m := b.m
 	m.documents.WithLabelValues("copied").Add(float64(cnt.copied))
 	m.documents.WithLabelValues("dead_lettered").Add(float64(cnt.dead))
 	m.documents.WithLabelValues("reconverged").Add(float64(cnt.reconverged))
@@ -255,7 +255,7 @@ func (b *Backfill) write(ctx context.Context, h *held, items []copied, cnt *batc
 				}
 				break
 			}
-			b.cfg.Metrics.errors.WithLabelValues("write").Inc()
+			b.m.errors.WithLabelValues("write").Inc()
 			b.log.Warn("writing to the target; retrying", "partition", h.part.Index, "attempt", attempt+1, "err", err)
 			if err := sleep(ctx, backoff(attempt)); err != nil {
 				return written, err
@@ -375,7 +375,7 @@ func (b *Backfill) reread(ctx context.Context, h *held, written []copied) (map[s
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		b.cfg.Metrics.errors.WithLabelValues("read").Inc()
+		b.m.errors.WithLabelValues("read").Inc()
 		b.log.Warn("re-reading a batch from the source; retrying", "partition", h.part.Index, "err", err)
 		if err := sleep(ctx, backoff(attempt)); err != nil {
 			return nil, err
@@ -442,7 +442,7 @@ func (b *Backfill) reconverge(ctx context.Context, key adapters.Key) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		b.cfg.Metrics.errors.WithLabelValues("reconverge").Inc()
+		b.m.errors.WithLabelValues("reconverge").Inc()
 		b.log.Warn("converging a key again after its batch; retrying", "key", adapters.KeyString(key), "err", err)
 		if err := sleep(ctx, backoff(attempt)); err != nil {
 			return err

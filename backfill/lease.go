@@ -102,7 +102,7 @@ func (b *Backfill) claim(ctx context.Context, worker int) (*held, error) {
 			expired = append(expired, l)
 		}
 	}
-	b.cfg.Metrics.partitionsDone.Set(float64(done))
+	b.m.partitionsDone.Set(float64(done))
 	if done == len(b.parts) {
 		return nil, errAllDone
 	}
@@ -293,7 +293,7 @@ func (b *Backfill) renew(ctx context.Context, h *held) {
 	if err != nil {
 		if ctx.Err() == nil {
 			b.log.Warn("renewing a partition lease", "partition", h.part.Index, "err", err)
-			b.cfg.Metrics.errors.WithLabelValues("catalog").Inc()
+			b.m.errors.WithLabelValues("catalog").Inc()
 		}
 		return
 	}

@@ -102,49 +102,107 @@ func Status(ctx context.Context, c *catalog.Catalog, migration string) (Progress
 	return p, nil
 }
 
-// Metrics are the backfill's Prometheus collectors, registered by the caller.
+// Metrics are the backfill's Prometheus collectors, registered by the caller. One Metrics serves
+// every migration of a process: each series has a migration label, so that an alert on a stalled
+// backfill can say which one.
 type Metrics struct {
 	documents       *prometheus.CounterVec
-	bytes           prometheus.Counter
+	bytes           *prometheus.CounterVec
 	errors          *prometheus.CounterVec
-	writeLatency    prometheus.Histogram
-	partitionsTotal prometheus.Gauge
-	partitionsDone  prometheus.Gauge
-	paused          prometheus.Gauge
-	rateLimit       prometheus.Gauge
-	adaptiveLimit   prometheus.Gauge
-	docsPerSec      prometheus.Gauge
+	writeLatency    *prometheus.HistogramVec
+	partitionsTotal *prometheus.GaugeVec
+	partitionsDone  *prometheus.GaugeVec
+	paused          *prometheus.GaugeVec
+	rateLimit       *prometheus.GaugeVec
+	adaptiveLimit   *prometheus.GaugeVec
+	docsPerSec      *prometheus.GaugeVec
 }
+
+// The label values of tandem_backfill_documents_total and tandem_backfill_errors_total, each
+// series created at 0 for a migration as soon as its backfill is built: a rate over a series
+// that appears only with its first increment misses that increment.
+var (
+	documentResults = []string{"copied", "dead_lettered", "reconverged"}
+	errorKinds      = []string{"read", "write", "reconverge", "catalog"}
+)
 
 // NewMetrics creates the collectors and registers them with reg (nil: unregistered).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
+	mig := []string{"migration"}
+	gauge := func(name, help string) *prometheus.GaugeVec {
+		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, mig)
+	}
 	m := &Metrics{
 		documents: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tandem_backfill_documents_total",
-			Help: "Documents of checkpointed batches by this process, by result (copied, dead_lettered, reconverged).",
-		}, []string{"result"}),
-		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Help: "Documents of checkpointed batches by this process, by migration and result (copied, dead_lettered, reconverged).",
+		}, []string{"migration", "result"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tandem_backfill_bytes_total",
-			Help: "Bytes (the target's BSON) of the documents copied by this process.",
-		}),
+			Help: "Bytes (the target's BSON) of the documents copied by this process, by migration.",
+		}, mig),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tandem_backfill_errors_total",
-			Help: "Failures retried, by kind (read, write, reconverge, catalog).",
-		}, []string{"kind"}),
-		writeLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Help: "Failures retried, by migration and kind (read, write, reconverge, catalog).",
+		}, []string{"migration", "kind"}),
+		writeLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "tandem_backfill_write_duration_seconds",
-			Help:    "Duration of one bulk write of a chunk to the target.",
+			Help:    "Duration of one bulk write of a chunk to the target, by migration.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
-		}),
-		partitionsTotal: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tandem_backfill_partitions", Help: "Partitions of the backfill plan."}),
-		partitionsDone:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "tandem_backfill_partitions_done", Help: "Partitions copied, by any process, when this process last looked."}),
-		paused:          prometheus.NewGauge(prometheus.GaugeOpts{Name: "tandem_backfill_paused", Help: "1 while the backfill is paused."}),
-		rateLimit:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "tandem_backfill_rate_limit", Help: "This process's current limit in documents/s (+Inf: none)."}),
-		adaptiveLimit:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "tandem_backfill_adaptive_limit", Help: "The adaptive limiter's limit in documents/s (+Inf: not limiting)."}),
-		docsPerSec:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "tandem_backfill_documents_per_second", Help: "Documents copied per second by this process, over the last 10 s."}),
+		}, mig),
+		partitionsTotal: gauge("tandem_backfill_partitions", "Partitions of the backfill plan, by migration."),
+		partitionsDone:  gauge("tandem_backfill_partitions_done", "Partitions copied, by any process, when this process last looked, by migration."),
+		paused:          gauge("tandem_backfill_paused", "1 while the migration's backfill is paused."),
+		rateLimit:       gauge("tandem_backfill_rate_limit", "This process's current limit in documents/s (+Inf: none), by migration."),
+		adaptiveLimit:   gauge("tandem_backfill_adaptive_limit", "The adaptive limiter's limit in documents/s (+Inf: not limiting), by migration."),
+		docsPerSec:      gauge("tandem_backfill_documents_per_second", "Documents copied per second by this process, over the last 10 s, by migration."),
 	}
 	if reg != nil {
 		reg.MustRegister(m.documents, m.bytes, m.errors, m.writeLatency, m.partitionsTotal, m.partitionsDone, m.paused, m.rateLimit, m.adaptiveLimit, m.docsPerSec)
 	}
 	return m
+}
+
+// migrationMetrics are the collectors of one migration's backfill: Metrics with the migration
+// label filled in.
+type migrationMetrics struct {
+	documents       *prometheus.CounterVec // by result
+	bytes           prometheus.Counter
+	errors          *prometheus.CounterVec // by kind
+	writeLatency    prometheus.Observer
+	partitionsTotal prometheus.Gauge
+	partitionsDone  prometheus.Gauge
+	paused          prometheus.Gauge
+	// The limits are curried with every label (set them WithLabelValues()), so that their
+	// series appear only when the throttle first sets them: a limit of 0 before that would read
+	// as "stopped".
+	rateLimit     *prometheus.GaugeVec
+	adaptiveLimit *prometheus.GaugeVec
+	docsPerSec    prometheus.Gauge
+}
+
+// forMigration returns the collectors of one migration, creating its counters and its
+// partition, pause and rate gauges at 0 (true before the plan is read: nothing to copy, not
+// paused, nothing copied yet).
+func (m *Metrics) forMigration(migration string) *migrationMetrics {
+	l := prometheus.Labels{"migration": migration}
+	mm := &migrationMetrics{
+		documents:       m.documents.MustCurryWith(l),
+		bytes:           m.bytes.With(l),
+		errors:          m.errors.MustCurryWith(l),
+		writeLatency:    m.writeLatency.With(l),
+		partitionsTotal: m.partitionsTotal.With(l),
+		partitionsDone:  m.partitionsDone.With(l),
+		paused:          m.paused.With(l),
+		rateLimit:       m.rateLimit.MustCurryWith(l),
+		adaptiveLimit:   m.adaptiveLimit.MustCurryWith(l),
+		docsPerSec:      m.docsPerSec.With(l),
+	}
+	for _, r := range documentResults {
+		mm.documents.WithLabelValues(r)
+	}
+	for _, k := range errorKinds {
+		mm.errors.WithLabelValues(k)
+	}
+	return mm
 }

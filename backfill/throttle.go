@@ -28,6 +28,7 @@ const (
 // the control poll); run decides; wait only obeys.
 type throttle struct {
 	cfg *Config
+	m   *migrationMetrics
 
 	mu     sync.Mutex
 	paused bool
@@ -47,9 +48,9 @@ type throttle struct {
 	rates    rateMeter
 }
 
-func newThrottle(cfg *Config) *throttle {
+func newThrottle(cfg *Config, m *migrationMetrics) *throttle {
 	return &throttle{
-		cfg: cfg, wake: make(chan struct{}),
+		cfg: cfg, m: m, wake: make(chan struct{}),
 		docs: rate.NewLimiter(rate.Inf, 1), bytes: rate.NewLimiter(rate.Inf, 1),
 		adaptive: math.Inf(1), state: "copying",
 	}
@@ -136,7 +137,7 @@ func (t *throttle) observe(latency time.Duration, docs, size int, err error) {
 	t.wrote += int64(docs)
 	t.wroteBytes += int64(size)
 	t.rates.add(time.Now(), docs, size)
-	t.cfg.Metrics.writeLatency.Observe(latency.Seconds())
+	t.m.writeLatency.Observe(latency.Seconds())
 }
 
 // isThrottling reports DynamoDB's throttling errors (the AWS SDK's retries exhausted) and
@@ -231,10 +232,10 @@ func (t *throttle) decide(ctx context.Context, b *Backfill, window time.Duration
 	adaptive := t.adaptive
 	t.mu.Unlock()
 
-	m := t.cfg.Metrics
+	m := t.m
 	m.paused.Set(boolGauge(ctl.Paused))
-	m.rateLimit.Set(docsLimit)
-	m.adaptiveLimit.Set(adaptive)
+	m.rateLimit.WithLabelValues().Set(docsLimit)
+	m.adaptiveLimit.WithLabelValues().Set(adaptive)
 	m.docsPerSec.Set(docsPS)
 	if cerr != nil {
 		return // keep the last decision; the catalog is away

@@ -56,7 +56,7 @@ func TestIsThrottling(t *testing.T) {
 // until a resume wakes it, and a rate limits it.
 func TestThrottleWaitsWhilePaused(t *testing.T) {
 	cfg := &Config{}
-	th := newThrottle(cfg)
+	th := newThrottle(cfg, NewMetrics(nil).forMigration("m"))
 	th.mu.Lock()
 	th.paused = true
 	th.mu.Unlock()

@@ -125,6 +125,14 @@ func NewJournalWorker(cfg JournalWorkerConfig) (*JournalWorker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	// The counters of the migrations named exist at 0 from the start, so that a rate over them
+	// sees their first increment. The lag appears with the first report (LagEvery).
+	for _, m := range cfg.Migrations {
+		cfg.Metrics.batchFailures.WithLabelValues(m)
+		for _, r := range []string{"upserted", "unchanged", "deleted", "dead_lettered"} {
+			cfg.Metrics.keys.WithLabelValues(m, r)
+		}
+	}
 	return &JournalWorker{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, lag: newLagTracker(10 * cfg.LagEvery)}, nil
 }
 

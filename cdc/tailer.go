@@ -200,6 +200,11 @@ func NewTailer(cfg TailerConfig) (*Tailer, error) {
 		t.cfg.ResyncCommand = fmt.Sprintf("tandem cdc resync --spec SPEC --direction %s", cfg.Direction)
 	}
 	t.log = cfg.Logger.With("migration", cfg.Migration, "path", t.path, "source", cfg.Source.Name())
+	// The alert series exist from the start: stopped in no state (the catalog's state, if the
+	// path stopped before, is set when it runs), no failure yet. The lag appears when the path
+	// runs, since only then is it known.
+	t.setStopped("")
+	t.m.failures.WithLabelValues(cfg.Migration, cfg.Direction.String())
 	return t, nil
 }
 

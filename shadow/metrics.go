@@ -68,6 +68,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Repairs of mismatches found by shadow reads, by result (repaired, failed).",
 		}, []string{"result"}),
 	}
+	// The series dashboards and alerts take rates of exist at 0 from the start: a rate over a
+	// series that appears with its first increment misses that increment.
+	for _, dir := range []Direction{Forward, Reverse} {
+		for _, r := range []string{Unchanged.String(), Upserted.String(), Deleted.String(), DeadLettered.String(), "failed"} {
+			m.results.WithLabelValues(dir.String(), r)
+		}
+	}
+	for _, r := range []string{readMatch, readMismatch, readDropped, readError} {
+		m.reads.WithLabelValues(r)
+	}
 	if reg != nil {
 		reg.MustRegister(m.results, m.duration, m.writes, m.journaled, m.backlog, m.reads, m.repairs)
 	}

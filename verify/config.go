@@ -255,6 +255,7 @@ func (c Config) withDefaults() Config {
 	if c.Metrics == nil {
 		c.Metrics = NewMetrics(nil)
 	}
+	c.Metrics.init(c.Migration)
 	return c
 }
 

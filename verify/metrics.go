@@ -1,6 +1,10 @@
 package verify
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tandemdb/tandem/catalog"
+)
 
 // Metrics are the verifier's Prometheus collectors. The gauges are the drift: the mismatches
 // outstanding over time, as the newest computation of the run's state saw them.
@@ -46,6 +50,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.compared, m.found, m.repairs, m.confirmed, m.pending, m.backlog)
 	}
 	return m
+}
+
+// init creates a migration's counters of differences found (every kind) and of repairs at 0:
+// a rate over a series that appears with its first increment misses that increment, and the
+// mismatch alert and dashboard need the series before the first mismatch.
+func (m *Metrics) init(migration string) {
+	for _, k := range catalog.MismatchKinds {
+		m.found.WithLabelValues(migration, string(k))
+	}
+	for _, r := range []string{"repaired", "failed"} {
+		m.repairs.WithLabelValues(migration, r)
+	}
 }
 
 // Confirmed is the gauge of a migration's confirmed mismatches outstanding (the drift).

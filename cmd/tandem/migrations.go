@@ -259,6 +259,16 @@ func startMigrations(ctx context.Context, o *migrationOptions, upstreamURI strin
 	if err := ms.start(runCtx, o, journal, reg, log); err != nil {
 		return nil, err
 	}
+	if reg != nil {
+		// tandem_dead_letters: the catalog's count, read on scrape (every process's dead letters).
+		names := make([]string, 0, len(ms.runners))
+		for _, r := range ms.runners {
+			names = append(names, r.Name())
+		}
+		if err := reg.Register(migration.NewDeadLetterCollector(ms.catalog, names, 0, 0, log)); err != nil {
+			return nil, fmt.Errorf("registering the dead-letter metrics: %w", err)
+		}
+	}
 	ms.api = admin.NewHandler(admin.Config{Flags: ms.manager, Token: token, OpenReads: o.openReads, Logger: log, Verify: ms.verify, Status: ms.status, BackfillCatalog: ms.catalog, Reports: ms.reportService()})
 	return ms, nil
 }
