@@ -36,7 +36,7 @@ export TANDEM_PROMTOOL := $(CURDIR)/$(PROMETHEUS)/usr/bin/promtool
 FERRETDB_BIN := .cache/bin/ferretdb
 export TANDEM_FERRETDB_BIN := $(CURDIR)/$(FERRETDB_BIN)
 
-.PHONY: all build run test test-go fuzz soak bench lint clients kafka mongojava chromium ferretdb postgresql promtool clean
+.PHONY: all build run test test-go fuzz soak bench lint screenshot clients kafka mongojava chromium ferretdb postgresql promtool clean
 
 all: build
 
@@ -108,6 +108,12 @@ bench: $(VENV)/.installed kafka mongojava postgresql
 	$(GO) test -run '^$$' -bench 'BenchmarkFullPass$$' -benchtime 3x ./verify
 	$(GO) run ./bench/verifybench -rounds 5
 	TANDEM_BENCH_VERIFY_SIZES=$(VERIFY_MEM_SIZES) TANDEM_BENCH_VERIFY_PARTITIONS=$(VERIFY_MEM_PARTITIONS) $(GO) test -run '^$$' -bench BenchmarkFullPassMemory -benchtime 1x -timeout 3h ./verify
+
+## screenshot: the README's picture of the dashboard (docs/img/dashboard.png), taken by the
+## dashboard's browser test (admin/chromium_test.go) in headless Chromium.
+screenshot: ferretdb chromium
+	TANDEM_ARTIFACTS=$(CURDIR)/.cache/artifacts $(GO) test -count=1 -run '^TestDashboardInChromium$$' ./admin
+	cp .cache/artifacts/dashboard.png docs/img/dashboard.png
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

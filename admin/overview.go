@@ -49,7 +49,13 @@ const (
 	RunbookNewStoreOutage     = "docs/runbooks/new-store-outage.md"
 	RunbookStuckBackfill      = "docs/runbooks/stuck-backfill.md"
 	RunbookDeadLettersGrowing = "docs/runbooks/dead-letters-growing.md"
+	RunbookChangeLag          = "docs/runbooks/change-lag.md"
+	RunbookVerifyMismatches   = "docs/runbooks/verify-mismatches.md"
 )
+
+// Runbooks lists every runbook a Problem may name.
+var Runbooks = []string{RunbookCutover, RunbookRollback, RunbookHistoryLost, RunbookNewStoreOutage, RunbookStuckBackfill,
+	RunbookDeadLettersGrowing, RunbookChangeLag, RunbookVerifyMismatches}
 
 type (
 	// MigrationSummary is one migration in GET /v1/migrations.
@@ -439,7 +445,7 @@ func problems(o Overview) []Problem {
 		switch s.State {
 		case catalog.CDCRunning:
 			if s.LagKnown && s.Lag > problemLag {
-				add(s.Path, SeverityWarning, RunbookNewStoreOutage, "%s change stream is %s behind its source (over %s)", s.Direction, s.Lag.Round(time.Second), problemLag)
+				add(s.Path, SeverityWarning, RunbookChangeLag, "%s change stream is %s behind its source (over %s)", s.Direction, s.Lag.Round(time.Second), problemLag)
 			}
 		case catalog.CDCHistoryLost:
 			add(s.Path, SeverityCritical, RunbookHistoryLost, "%s change stream lost its history: %s", s.Direction, s.Detail)
@@ -449,7 +455,7 @@ func problems(o Overview) []Problem {
 	}
 	for _, l := range o.Lags {
 		if strings.HasPrefix(l.Component, "journal") && l.Lag > problemLag {
-			add(l.Component, SeverityWarning, RunbookNewStoreOutage, "the journal worker on %s is %s behind (over %s)", l.Owner, l.Lag.Round(time.Second), problemLag)
+			add(l.Component, SeverityWarning, RunbookChangeLag, "the journal worker on %s is %s behind (over %s)", l.Owner, l.Lag.Round(time.Second), problemLag)
 		}
 	}
 	if n := o.DeadLetters.Forward + o.DeadLetters.Reverse; n > 0 {
@@ -462,7 +468,7 @@ func problems(o Overview) []Problem {
 	if v := o.Verify; v != nil {
 		confirmed := v.Confirmed.Total()
 		if confirmed > v.MismatchBudget {
-			add("verify", SeverityCritical, RunbookNewStoreOutage, "%d confirmed mismatch(es), over the budget of %d", confirmed, v.MismatchBudget)
+			add("verify", SeverityCritical, RunbookVerifyMismatches, "%d confirmed mismatch(es), over the budget of %d", confirmed, v.MismatchBudget)
 		}
 	}
 	if b := o.Backfill; b != nil && b.State == backfill.StateRunning && len(b.Runners) == 0 && o.At.Sub(b.StartedAt) > problemBackfillIdle {

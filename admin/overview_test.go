@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -225,4 +227,12 @@ func TestEventsStreamTheOverview(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, r.status)
 	assert.Equal(t, admin.CodeNotFound, r.errorBody(t).Code)
 	assert.Equal(t, http.StatusUnauthorized, s.call(t, "GET", "/v1/migrations/"+migration+"/events", "", "").status)
+}
+
+// TestRunbooksExist: every runbook a problem may name is a file of the repository.
+func TestRunbooksExist(t *testing.T) {
+	for _, rb := range admin.Runbooks {
+		_, err := os.Stat(filepath.Join("..", rb))
+		assert.NoError(t, err, "runbook %s", rb)
+	}
 }
