@@ -129,7 +129,18 @@ func runCommandLogs(t *testing.T, logs io.Writer, args ...string) (proxyURI, adm
 
 func httpGet(t *testing.T, url string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(url)
+	return httpGetWithToken(t, url, "")
+}
+
+// httpGetWithToken is httpGet with "Authorization: Bearer token" (none when token is "").
+func httpGetWithToken(t *testing.T, url, token string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	require.NoError(t, err)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)

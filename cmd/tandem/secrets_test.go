@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"net/http"
 	"testing"
 	"time"
 
@@ -79,8 +80,9 @@ func TestPasswordsNeverLeaveTheOperatorsFiles(t *testing.T) {
 		require.NoError(t, err)
 		hist, err := api.History(ctx, "users-v2", 100)
 		require.NoError(t, err)
-		for _, path := range []string{"/flags", "/history"} {
-			_, body := httpGet(t, adminURL+"/v1/migrations/users-v2"+path)
+		for _, path := range []string{"/flags", "/history", "/overview", "/status"} {
+			code, body := httpGetWithToken(t, adminURL+"/v1/migrations/users-v2"+path, e2eToken)
+			require.Equal(t, http.StatusOK, code, "%s: %s", path, body)
 			seen = append(seen, body)
 		}
 		cut, err := api.Cutover(ctx, "users-v2", "secrets test: the gates' answer")
