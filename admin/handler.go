@@ -85,6 +85,12 @@ type Config struct {
 	// /v1/migrations/{name}/verify reads the newest verification run's state from it too
 	// (catalog.VerifyState). Optional; without it those endpoints answer 501.
 	BackfillCatalog *catalog.Catalog
+	// RetryDeadLetters converges a migration's dead letters again on this server's runner of
+	// it (migration.Runner.RetryDeadLetters; all: every one, not only those of older spec
+	// versions), for POST /v1/migrations/{name}/dead-letters/retry, or fails wrapping
+	// catalog.ErrNotFound when this server does not run it. Optional; without it (or without
+	// BackfillCatalog, where the retry is audited) the endpoint answers 501.
+	RetryDeadLetters func(ctx context.Context, migration string, all bool) (migration.DeadLetterRetry, error)
 	// Reports generates, stores, reads and signs release reports (report.Service): POST
 	// /v1/migrations/{name}/reports, GET …/reports/{id}, POST …/reports/{id}/signoffs.
 	// Optional; without it those endpoints answer 501.
@@ -122,7 +128,7 @@ func NewHandler(cfg Config) *Handler {
 	if cfg.Flags == nil {
 		panic("admin.NewHandler: Config.Flags is required")
 	}
-	h := &handler{flags: cfg.Flags, log: cfg.Logger, who: cfg.Who, verify: cfg.Verify, status: cfg.Status, backfill: cfg.BackfillCatalog, reports: cfg.Reports,
+	h := &handler{flags: cfg.Flags, log: cfg.Logger, who: cfg.Who, verify: cfg.Verify, status: cfg.Status, backfill: cfg.BackfillCatalog, reports: cfg.Reports, retry: cfg.RetryDeadLetters,
 		openReads: cfg.OpenReads, interval: cfg.EventInterval, secrets: newSecrets(), streams: make(chan struct{}, maxEventStreams), closing: make(chan struct{}),
 		logins: rate.NewLimiter(rate.Every(time.Second), 5)}
 	if h.interval <= 0 {
@@ -154,6 +160,8 @@ func NewHandler(cfg Config) *Handler {
 	mux.Handle("/v1/migrations/{name}/backfill/pause", methods{http.MethodPost: h.write(h.pauseBackfill)})
 	mux.Handle("/v1/migrations/{name}/backfill/resume", methods{http.MethodPost: h.write(h.resumeBackfill)})
 	mux.Handle("/v1/migrations/{name}/backfill/rate", methods{http.MethodPost: h.write(h.rateBackfill)})
+	mux.Handle("/v1/migrations/{name}/dead-letters", methods{http.MethodGet: h.read(h.listDeadLetters)})
+	mux.Handle("/v1/migrations/{name}/dead-letters/retry", methods{http.MethodPost: h.write(h.retryDeadLetters)})
 	mux.Handle("/v1/migrations/{name}/reports", methods{http.MethodPost: h.write(h.generateReport)})
 	mux.Handle("/v1/migrations/{name}/reports/{id}", methods{http.MethodGet: h.read(h.getReport)})
 	mux.Handle("/v1/migrations/{name}/reports/{id}/signoffs", methods{http.MethodPost: h.write(h.signReport)})
@@ -167,6 +175,7 @@ func NewHandler(cfg Config) *Handler {
 type handler struct {
 	verify   func(ctx context.Context, migration string, repair bool) (catalog.VerifySummary, error)
 	status   func(ctx context.Context, name string) (migration.Status, error)
+	retry    func(ctx context.Context, migration string, all bool) (migration.DeadLetterRetry, error)
 	backfill *catalog.Catalog // nil: the backfill endpoints answer 501
 	reports  Reports          // nil: the report endpoints answer 501
 	flags    Flags

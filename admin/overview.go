@@ -142,13 +142,15 @@ type (
 	}
 	// DeadLetterEntry is a dead letter as the API shows it: its key as text, no document.
 	DeadLetterEntry struct {
-		Key       string    `json:"key"`
-		Direction string    `json:"direction"`
-		Step      string    `json:"step"`
-		Reason    string    `json:"reason"`
-		Attempts  int64     `json:"attempts"`
-		FirstSeen time.Time `json:"first_seen"`
-		LastSeen  time.Time `json:"last_seen"`
+		Key       string `json:"key"`
+		Direction string `json:"direction"`
+		Step      string `json:"step"`
+		Reason    string `json:"reason"`
+		// SpecVersion is the spec version it failed under.
+		SpecVersion string    `json:"spec_version"`
+		Attempts    int64     `json:"attempts"`
+		FirstSeen   time.Time `json:"first_seen"`
+		LastSeen    time.Time `json:"last_seen"`
 	}
 
 	// Problem is something that needs a person: which part, how bad, what is wrong, and the
@@ -420,7 +422,7 @@ func (h *handler) deadLetterOverview(ctx context.Context, o *Overview, note func
 		return
 	}
 	for _, d := range dls {
-		o.DeadLetters.Oldest = append(o.DeadLetters.Oldest, DeadLetterEntry{Key: d.KeyString, Direction: d.Direction, Step: d.Step, Reason: d.Reason, Attempts: d.Attempts, FirstSeen: d.FirstSeen, LastSeen: d.LastSeen})
+		o.DeadLetters.Oldest = append(o.DeadLetters.Oldest, deadLetterEntry(d))
 	}
 }
 

@@ -300,3 +300,69 @@ func TestNewChecksItsConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestRetryDeadLetters: dead letters of an older spec version converge again with the
+// runner's; the current version's only when asked for all; reverse ones only from cutover on;
+// and the dead-letter-retry path does it by itself when the runner starts.
+func TestRetryDeadLetters(t *testing.T) {
+	f := newFixture(t)
+	r := f.runner(t)
+	ctx := context.Background()
+	user := func(id string) bson.D {
+		return bson.D{{Key: "_id", Value: id}, {Key: "name", Value: "Ann Lee"}, {Key: "email", Value: "ann@example.com"},
+			{Key: "age", Value: int32(30)}, {Key: "created", Value: time.Now().UTC().Truncate(time.Millisecond)}}
+	}
+	dead := func(id, direction, version string) {
+		t.Helper()
+		_, err := f.old.InsertOne(ctx, user(id))
+		require.NoError(t, err)
+		require.NoError(t, f.cat.AddDeadLetter(ctx, catalog.DeadLetter{Migration: name, KeyString: adapters.KeyString(id), Key: id,
+			Direction: direction, Step: "forward[1] convert age", Reason: "not a number", SpecVersion: version, Attempts: 1}))
+	}
+	left := func() map[string]string {
+		t.Helper()
+		dls, err := f.cat.DeadLetters(ctx, name, catalog.DeadLetterFilter{})
+		require.NoError(t, err)
+		out := map[string]string{}
+		for _, d := range dls {
+			out[d.Direction+" "+d.KeyString] = d.SpecVersion
+		}
+		return out
+	}
+	version := f.cfg.Spec.Version
+	dead("old-fwd", catalog.DirectionForward, "an-older-version")
+	dead("cur-fwd", catalog.DirectionForward, version)
+	dead("old-rev", catalog.DirectionReverse, "an-older-version")
+
+	res, err := r.RetryDeadLetters(ctx, false, flags.PhaseShadow)
+	require.NoError(t, err)
+	assert.Equal(t, migration.DeadLetterRetry{Retried: 1, Resolved: 1, SkippedReverse: 1, SpecVersion: version}, res)
+	assert.Equal(t, map[string]string{"forward " + adapters.KeyString("cur-fwd"): version, "reverse " + adapters.KeyString("old-rev"): "an-older-version"}, left())
+	n, err := f.new.CountDocuments(ctx, bson.D{{Key: "_id", Value: "old-fwd"}})
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), n, "the older version's dead letter converged into the new store")
+
+	res, err = r.RetryDeadLetters(ctx, true, flags.PhaseShadow)
+	require.NoError(t, err)
+	assert.Equal(t, migration.DeadLetterRetry{Retried: 1, Resolved: 1, SkippedReverse: 1, SpecVersion: version}, res, "all: the current version's too")
+	assert.Equal(t, map[string]string{"reverse " + adapters.KeyString("old-rev"): "an-older-version"}, left())
+
+	// From cutover on, the reverse one converges back into the old store.
+	_, err = f.new.InsertOne(ctx, bson.D{{Key: "_id", Value: "old-rev"}, {Key: "schema_version", Value: int32(2)}})
+	require.NoError(t, err)
+	res, err = r.RetryDeadLetters(ctx, false, flags.PhaseCutover)
+	require.NoError(t, err)
+	assert.Equal(t, 1, res.Retried)
+	assert.Equal(t, 0, res.SkippedReverse)
+	assert.Empty(t, left(), "resolved or recorded again under the current version: %+v", res)
+
+	// The path retries by itself once the runner runs in a converging phase, and is done.
+	dead("later", catalog.DirectionForward, "an-older-version")
+	require.NoError(t, r.AddDeadLetterRetryPath())
+	stop := run(t, r)
+	defer func() { require.NoError(t, stop()) }()
+	_, err = f.manager.Advance(ctx, name, flags.PhaseShadow, "test", "shadow")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return pathStatus(r, migration.PathDeadLetterRetry).State == migration.StateDone }, 10*time.Second, 10*time.Millisecond)
+	assert.Empty(t, left())
+}

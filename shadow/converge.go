@@ -291,12 +291,22 @@ func (e *Engine) resolve(ctx context.Context, ks string, dir Direction) error {
 // the engine's (the spec has been fixed since) and returns the results; those that converge are
 // resolved, those that still fail are recorded under the current version.
 func (e *Engine) RetryDeadLetters(ctx context.Context) ([]Result, error) {
-	dls, err := e.cfg.DeadLetters.DeadLetters(ctx, e.cfg.Migration, catalog.DeadLetterFilter{NotSpecVersion: e.cfg.SpecVersion})
+	return e.RetryDeadLettersMatching(ctx, catalog.DeadLetterFilter{NotSpecVersion: e.cfg.SpecVersion})
+}
+
+// RetryDeadLettersMatching converges again the dead letters f selects (its Migration is the
+// engine's) and returns the results, as RetryDeadLetters does. A context that ends stops it
+// between two keys.
+func (e *Engine) RetryDeadLettersMatching(ctx context.Context, f catalog.DeadLetterFilter) ([]Result, error) {
+	dls, err := e.cfg.DeadLetters.DeadLetters(ctx, e.cfg.Migration, f)
 	if err != nil {
 		return nil, err
 	}
 	var out []Result
 	for _, d := range dls {
+		if err := ctx.Err(); err != nil {
+			return out, err
+		}
 		dir := Forward
 		if d.Direction == Reverse.String() {
 			dir = Reverse

@@ -113,11 +113,12 @@ function migrationPath(suffix) {
   return "/v1/migrations/" + encodeURIComponent(state.migration) + suffix;
 }
 
-// act makes a change, says how it went, and reads the overview again at once.
-async function act(what, suffix, body) {
+// act makes a change, says how it went (describe turns the answer into words), and reads the
+// overview again at once.
+async function act(what, suffix, body, describe) {
   try {
-    await api("POST", migrationPath(suffix), body);
-    say(what + ": done.", true);
+    const res = await api("POST", migrationPath(suffix), body);
+    say(what + ": done" + (describe ? " — " + describe(res) : "") + ".", true);
     await refresh();
     return true;
   } catch (e) {
@@ -174,6 +175,13 @@ function wireForms() {
     const rate = v === "unlimited" ? "unlimited" : Number(v);
     if (await act("Set the backfill rate", "/backfill/rate", { docs_per_sec: rate, reason: $("rate-reason").value })) $("rate-form").reset();
   });
+  $("retry-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const done = await act("Retry the dead letters", "/dead-letters/retry", { all: $("retry-all").checked, reason: $("retry-reason").value },
+      (r) => r.retried + " retried, " + r.resolved + " resolved, " + r.still_failing + " still failing" +
+        (r.skipped_reverse ? ", " + r.skipped_reverse + " reverse left until cutover" : ""));
+    if (done) $("retry-form").reset();
+  });
   $("logout").addEventListener("click", async () => {
     await fetch("/logout", { method: "POST", headers: { "X-Tandem-Dashboard": "1" }, credentials: "same-origin" });
     window.location.assign("/login");
@@ -229,7 +237,8 @@ function render(o) {
 
   const dl = o.dead_letters;
   defs("deadletter-counts", [["forward", num(dl.forward)], ["reverse", num(dl.reverse)]]);
-  fill("deadletters", dl.oldest.map((d) => [d.key, d.direction, d.step, d.reason, num(d.attempts), when(d.first_seen)]));
+  fill("deadletters", dl.oldest.map((d) => [d.key, d.direction, d.step, d.reason, d.spec_version, num(d.attempts), when(d.first_seen)]));
+  $("retry-form").hidden = dl.forward + dl.reverse === 0;
 
   $("runtime-none").hidden = !!o.runtime;
   fill("paths", o.runtime ? o.runtime.paths.map((p) => [p.name + (p.shared ? " (shared)" : ""), badge(p.state), p.wanted ? "yes" : "no", p.restarts, p.last_error || ""]) : []);

@@ -269,7 +269,7 @@ func startMigrations(ctx context.Context, o *migrationOptions, upstreamURI strin
 			return nil, fmt.Errorf("registering the dead-letter metrics: %w", err)
 		}
 	}
-	ms.api = admin.NewHandler(admin.Config{Flags: ms.manager, Token: token, OpenReads: o.openReads, Logger: log, Verify: ms.verify, Status: ms.status, BackfillCatalog: ms.catalog, Reports: ms.reportService()})
+	ms.api = admin.NewHandler(admin.Config{Flags: ms.manager, Token: token, OpenReads: o.openReads, Logger: log, Verify: ms.verify, Status: ms.status, RetryDeadLetters: ms.retryDeadLetters, BackfillCatalog: ms.catalog, Reports: ms.reportService()})
 	return ms, nil
 }
 
@@ -416,6 +416,10 @@ func (ms *migrationStack) addRunners(ctx context.Context, o *migrationOptions, s
 				return err
 			}
 		}
+		// What an older spec version dead-lettered is converged again under this one.
+		if err := r.AddDeadLetterRetryPath(); err != nil {
+			return err
+		}
 		ms.runners = append(ms.runners, r)
 		ms.byName[spec.Name] = r
 		routes = append(routes, r.Route())
@@ -533,6 +537,20 @@ func (ms *migrationStack) verify(ctx context.Context, name string, repair bool) 
 		return catalog.VerifySummary{}, err
 	}
 	return r.Verify(ctx, repair)
+}
+
+// retryDeadLetters converges one of the stack's migrations' dead letters again, in the phase
+// the catalog has now (reverse ones only from cutover on).
+func (ms *migrationStack) retryDeadLetters(ctx context.Context, name string, all bool) (migration.DeadLetterRetry, error) {
+	r, err := ms.runner(name)
+	if err != nil {
+		return migration.DeadLetterRetry{}, err
+	}
+	v, err := ms.manager.Get(ctx, name)
+	if err != nil {
+		return migration.DeadLetterRetry{}, err
+	}
+	return r.RetryDeadLetters(ctx, all, v.Phase)
 }
 
 // status reports one of the stack's migrations as its runner sees it.
