@@ -261,16 +261,16 @@ func printBackfill(w io.Writer, c palette, b *admin.BackfillOverview) {
 	if b.Estimate > 0 {
 		copied += fmt.Sprintf(" of ~%d (%.1f%%)", b.Estimate, percent(b.Copied, b.Estimate))
 	}
-	eta := "ETA unknown"
-	switch {
-	case b.State == backfill.StateDone:
-		eta = "done " + b.StartedAt.Local().Format("2006-01-02")
-	case b.ETA > 0:
-		eta = "ETA " + shortDuration(b.ETA)
+	line := fmt.Sprintf("backfill: %s · partitions %d/%d done, %d active · copied %s", c.state(b.State), b.PartitionsDone,
+		b.Partitions, b.PartitionsActive, copied)
+	if b.State != backfill.StateDone {
+		eta := "ETA unknown"
+		if b.ETA > 0 {
+			eta = "ETA " + shortDuration(b.ETA)
+		}
+		line += fmt.Sprintf(" · %s docs/s · %s", strconv.FormatFloat(math.Round(b.DocsPerSec), 'f', -1, 64), eta)
 	}
-	fmt.Fprintf(w, "backfill: %s · partitions %d/%d done, %d active · copied %s · %s docs/s · %s\n",
-		c.state(b.State), b.PartitionsDone, b.Partitions, b.PartitionsActive, copied,
-		strconv.FormatFloat(math.Round(b.DocsPerSec), 'f', -1, 64), eta)
+	fmt.Fprintln(w, line)
 	// The partitions not done, those that lost their process first: they are what to look at.
 	var left []backfill.PartitionProgress
 	for _, p := range b.PartitionList {
