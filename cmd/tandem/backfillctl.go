@@ -126,7 +126,7 @@ func (o *adminOptions) backfillChange(cmd *cobra.Command, headline string, call 
 
 func newBackfillStatusCmd() *cobra.Command {
 	var o adminOptions
-	var watch bool
+	var watching bool
 	var interval time.Duration
 	cmd := &cobra.Command{
 		Use:   "status MIGRATION [--watch] [--interval 1s] [--output table|json]",
@@ -139,14 +139,14 @@ terminal the screen is redrawn, otherwise each view follows the last (with --out
 one JSON object per line: JSON lines).`,
 		Args: exactArgs(1, "MIGRATION"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if interval <= 0 {
-				return usagef("--interval %s: must be more than 0", interval)
+			if err := checkInterval(interval); err != nil {
+				return err
 			}
 			c, err := o.client(false)
 			if err != nil {
 				return err
 			}
-			if !watch {
+			if !watching {
 				p, err := o.backfillStatus(cmd.Context(), c, args[0])
 				if err != nil {
 					return o.apiError(err)
@@ -154,11 +154,16 @@ one JSON object per line: JSON lines).`,
 				out := cmd.OutOrStdout()
 				return o.print(out, p, func() { printProgress(out, colorsFor(cmd, out), p, time.Now()) })
 			}
-			return o.watchBackfill(cmd, c, args[0], interval)
+			return watch[backfill.Progress]{
+				what: "backfill status " + args[0], interval: interval,
+				read: func(ctx context.Context) (backfill.Progress, error) { return o.backfillStatus(ctx, c, args[0]) },
+				show: printProgress,
+				done: func(p backfill.Progress) bool { return p.State == backfill.StateDone },
+			}.run(cmd, &o)
 		},
 	}
 	o.addFlags(cmd)
-	cmd.Flags().BoolVar(&watch, "watch", false, "show the progress again every --interval until the backfill is done (or Ctrl-C)")
+	cmd.Flags().BoolVar(&watching, "watch", false, "show the progress again every --interval until the backfill is done (or Ctrl-C)")
 	cmd.Flags().DurationVar(&interval, "interval", time.Second, "how often --watch reads the progress")
 	return cmd
 }
@@ -167,46 +172,6 @@ func (o *adminOptions) backfillStatus(ctx context.Context, c *admin.Client, migr
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	return c.BackfillStatus(ctx, migration)
-}
-
-// watchBackfill shows the progress every interval until the backfill is done or the command's
-// context ends (Ctrl-C), which is no error. A failed first read fails the command; a later one
-// is reported on stderr and read again, so that a proxy restarting does not end the watch.
-func (o *adminOptions) watchBackfill(cmd *cobra.Command, c *admin.Client, migration string, interval time.Duration) error {
-	out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
-	redraw, colors := isTerminal(out), colorsFor(cmd, out)
-	for n := 0; ; n++ {
-		p, err := o.backfillStatus(cmd.Context(), c, migration)
-		switch {
-		case cmd.Context().Err() != nil:
-			return nil
-		case err != nil && n == 0:
-			return o.apiError(err)
-		case err != nil:
-			fmt.Fprintf(errOut, "tandem: backfill status %s: %s (reading again in %s)\n", migration, errorLine(o.apiError(err)), interval)
-		case o.output.isJSON():
-			if err := writeJSONLine(out, p); err != nil {
-				return err
-			}
-		default:
-			now := time.Now()
-			if redraw {
-				fmt.Fprint(out, "\x1b[H\x1b[2J") // cursor home, clear the screen
-			} else if n > 0 {
-				fmt.Fprintln(out)
-			}
-			fmt.Fprintf(out, "%s  (every %s, Ctrl-C to stop)\n", now.Format("15:04:05"), interval)
-			printProgress(out, colors, p, now)
-		}
-		if err == nil && p.State == backfill.StateDone {
-			return nil
-		}
-		select {
-		case <-cmd.Context().Done():
-			return nil
-		case <-time.After(interval):
-		}
-	}
 }
 
 // printProgress is the one-screen view of a backfill; now dates the runners' reports.

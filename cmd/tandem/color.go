@@ -72,16 +72,38 @@ func (p palette) plain(s string) string { return p.paint(ansiDefault, s) }
 // state paints a state, a gate's result or a verdict by what it means for the operator: all
 // is well (green), something stopped or failed and needs them (red), something waits or
 // holds back (yellow); any other in the default colour.
-func (p palette) state(s string) string {
-	switch strings.ToLower(s) {
+func (p palette) state(s string) string { return p.stateAs(s, s) }
+
+// stateAs paints text in the colour of state ("running 40%" as running is).
+func (p palette) stateAs(state, text string) string {
+	switch strings.ToLower(state) {
 	case "ok", "done", "running", "copying", "clean", "pass":
-		return p.paint(ansiGreen, s)
+		return p.paint(ansiGreen, text)
 	case "failed", "fail", "stopped", "history_lost", "invalidated", "bad_event", "not clean":
+		return p.paint(ansiRed, text)
+	case "paused", "backing_off", "throttled", "waiting", "stalled":
+		return p.paint(ansiYellow, text)
+	}
+	return p.plain(text)
+}
+
+// severity paints a problem's severity: critical red, warning yellow.
+func (p palette) severity(s string) string {
+	switch s {
+	case "critical":
 		return p.paint(ansiRed, s)
-	case "paused", "backing_off", "throttled", "waiting":
+	case "warning":
 		return p.paint(ansiYellow, s)
 	}
 	return p.plain(s)
+}
+
+// mark is a gate's result at a glance: a green ✓ or a red ✗.
+func (p palette) mark(ok bool) string {
+	if ok {
+		return p.paint(ansiGreen, "✓")
+	}
+	return p.paint(ansiRed, "✗")
 }
 
 // count paints a count of problems: red when there are any.

@@ -110,6 +110,7 @@ func TestCompletionOfMigrationsFromTheAdminAPI(t *testing.T) {
 		{"flags", "get", ""}, {"flags", "set", ""}, {"phase", ""}, {"cutover", "u"}, {"rollback", ""},
 		{"history", ""}, {"verify", ""}, {"report", "users"}, {"report", "sign", ""},
 		{"backfill", "pause", ""}, {"backfill", "resume", ""}, {"backfill", "rate", ""}, {"backfill", "status", ""},
+		{"status", ""},
 	} {
 		got, d := complete(t, args...)
 		assert.Contains(t, got, m, args)

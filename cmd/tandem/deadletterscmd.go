@@ -63,7 +63,7 @@ func newDeadLettersListCmd() *cobra.Command {
 				return o.apiError(err)
 			}
 			out := cmd.OutOrStdout()
-			return o.print(out, admin.DeadLettersResponse{DeadLetters: dls}, func() { printDeadLetters(out, args[0], dls, limit) })
+			return o.print(out, admin.DeadLettersResponse{DeadLetters: dls}, func() { printDeadLetterList(out, args[0], dls, limit) })
 		},
 	}
 	o.addFlags(cmd)
@@ -73,7 +73,7 @@ func newDeadLettersListCmd() *cobra.Command {
 	return cmd
 }
 
-func printDeadLetters(w io.Writer, name string, dls []admin.DeadLetterEntry, limit int) {
+func printDeadLetterList(w io.Writer, name string, dls []admin.DeadLetterEntry, limit int) {
 	if len(dls) == 0 {
 		fmt.Fprintf(w, "%s: no dead letters\n", name)
 		return

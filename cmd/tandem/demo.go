@@ -164,6 +164,7 @@ tandem demo is running: migration users-v2 (demo.users → demo.users_v2) in pha
 		fmt.Fprintf(w, "\nThen: export TANDEM_ADMIN_URL=%s TANDEM_ADMIN_TOKEN=$(cat %s); tandem flags get users-v2\n", u, tokenFile)
 	}
 	fmt.Fprintf(w, "The backfill copies demo.users into demo.users_v2; its progress: tandem backfill status users-v2\n")
+	fmt.Fprintf(w, "The whole migration on one screen, as the dashboard shows it: tandem status users-v2 --watch\n")
 	fmt.Fprintf(w, "Write through the proxy: mongosh %s --eval 'db.getSiblingDB(\"demo\").users.insertOne({_id: \"u1\", name: \"Ada\", email: \"ada@example.com\", age: 36, created: new Date()})'\n", s.proxyURI())
 	fmt.Fprintf(w, "Watch the new collection directly: mongosh %s --eval 'db.getSiblingDB(\"demo\").users_v2.find()'\nPress Ctrl-C to stop.\n\n", store.URI())
 }

@@ -47,6 +47,7 @@ var exitCases = map[string]exitCase{
 	"rollback": {ok: []string{"rollback", "m", "--reason", "r"}, wrongArgs: []string{"rollback", "--reason", "r"},
 		output: true, admin: true},
 	"history": {ok: []string{"history", "m"}, wrongArgs: []string{"history"}, output: true, admin: true},
+	"status":  {ok: []string{"status", "m"}, wrongArgs: []string{"status", "m", "n"}, output: true, admin: true},
 	"verify":  {ok: []string{"verify", "m"}, wrongArgs: []string{"verify", "m", "n"}, output: true, admin: true},
 	"report":  {ok: []string{"report", "m"}, wrongArgs: []string{"report"}, output: true, admin: true},
 	"report sign": {ok: []string{"report", "sign", "m", "--by", "b", "--comment", "c"}, wrongArgs: []string{"report", "sign", "--by", "b", "--comment", "c"},

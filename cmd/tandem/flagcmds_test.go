@@ -30,9 +30,10 @@ const (
 // adminAPI is the real admin handler over a real flags manager on an embedded FerretDB,
 // with one registered migration.
 type adminAPI struct {
-	url string
-	mgr *flags.Manager
-	cat *catalog.Catalog
+	url    string
+	mgr    *flags.Manager
+	cat    *catalog.Catalog
+	client *mongo.Client // on the store that holds the catalog
 }
 
 func startAdminAPI(t *testing.T) *adminAPI {
@@ -57,7 +58,7 @@ func startAdminAPI(t *testing.T) *adminAPI {
 	t.Setenv(envAdminURL, srv.URL)
 	t.Setenv(envAdminToken, adminTestToken)
 	t.Setenv(envAdminUser, "tester")
-	return &adminAPI{url: srv.URL, mgr: mgr, cat: cat}
+	return &adminAPI{url: srv.URL, mgr: mgr, cat: cat, client: client}
 }
 
 // exitStatus is the status main would exit with for err.

@@ -96,7 +96,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	root.PersistentFlags().BoolVar(&g.noColor, flagNoColor, false, "no colour in what is printed (also $"+envNoColor+"); colour is only ever used on a terminal")
-	root.AddCommand(newProxyCmd(&g), newDemoCmd(&g), newValidateCmd(&g), newRunCmd(&g), newFlagsCmd(), newBackfillCmd(&g), newCDCCmd(&g), newPhaseCmd(), newCutoverCmd(), newRollbackCmd(), newHistoryCmd(), newVerifyCmd(), newReportCmd(), newDeadLettersCmd())
+	root.AddCommand(newProxyCmd(&g), newDemoCmd(&g), newValidateCmd(&g), newRunCmd(&g), newFlagsCmd(), newBackfillCmd(&g), newCDCCmd(&g), newPhaseCmd(), newCutoverCmd(), newRollbackCmd(), newHistoryCmd(), newVerifyCmd(), newReportCmd(), newStatusCmd(), newDeadLettersCmd())
 	root.SuggestionsMinimumDistance = 2
 	addCompletionCmd(root)
 	strictHelpCmd(root)
