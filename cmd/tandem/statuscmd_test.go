@@ -128,7 +128,7 @@ func TestStatusOverAnAdminAPI(t *testing.T) {
 		// Problems, worst first, each with its runbook on the line after it.
 		assert.Contains(t, out, "needs attention: 3 problem(s)\n")
 		assert.Regexp(t, `(?m)^  critical reverse-cdc: reverse change stream lost its history: the oplog no longer holds the resum.*\n\s+runbook docs/runbooks/change-stream-history-lost\.md$`, out)
-		assert.Regexp(t, `(?m)^  critical verify: 40 confirmed mismatch\(es\), over the budget of 0\n\s+runbook docs/runbooks/new-store-outage\.md$`, out)
+		assert.Regexp(t, `(?m)^  critical verify: 40 confirmed mismatch\(es\), over the budget of 0\n\s+runbook docs/runbooks/verify-mismatches\.md$`, out)
 		assert.Regexp(t, `(?m)^  warning  dead-letters: 1 dead letter\(s\): 1 forward, 0 reverse\n\s+runbook docs/runbooks/dead-letters-growing\.md$`, out)
 		assert.Less(t, strings.Index(out, "critical verify"), strings.Index(out, "warning  dead-letters"), "the worst first")
 		// The gates.
