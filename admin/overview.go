@@ -430,8 +430,9 @@ func historyEntry(e catalog.AuditEntry) HistoryEntry {
 	return HistoryEntry{ID: e.ID, Migration: e.Migration, Kind: e.Kind, Subject: e.Subject, From: e.From, To: e.To, Who: e.Who, Why: e.Why, At: e.At, Revision: e.Revision}
 }
 
-// Thresholds of the overview's problems. The Prometheus alerts of deploy/prometheus use the
-// same numbers.
+// Thresholds of the overview's problems: what is wrong now. The Prometheus alerts of
+// deploy/prometheus watch the same things over time (a lag over 30 s for 5 minutes, say), with
+// thresholds of their own (deploy/README.md).
 const (
 	problemLag          = 60 * time.Second // change-stream or journal lag
 	problemBackfillIdle = 5 * time.Minute  // a running backfill with no process copying
