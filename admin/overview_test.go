@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,13 +15,12 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/tandemdb/tandem/admin"
+	"github.com/tandemdb/tandem/admin/admintest"
 	"github.com/tandemdb/tandem/backfill"
 	"github.com/tandemdb/tandem/catalog"
 	"github.com/tandemdb/tandem/flags"
-	"github.com/tandemdb/tandem/verify"
 )
 
 // scene is a migration with a part of everything an operator looks at: phase shadow, a
@@ -36,29 +36,10 @@ func newScene(t *testing.T, cfg admin.Config) *scene {
 	t.Helper()
 	ctx := context.Background()
 	f := newFixture(t, token)
-	s := &scene{fixture: f, cfg: f.backfillConfig(t, 60)}
 	_, err := f.mgr.Advance(ctx, migration, flags.PhaseShadow, "test:ada", "start shadowing")
 	require.NoError(t, err)
-	_, err = backfill.Prepare(ctx, s.cfg)
-	require.NoError(t, err)
-	_, _, err = f.cat.StartCDCStream(ctx, migration, "forward-cdc", "mongo change stream app.users", nil)
-	require.NoError(t, err)
-	pos, err := bson.Marshal(bson.D{{Key: "t", Value: 1}})
-	require.NoError(t, err)
-	require.NoError(t, f.cat.SaveCDCPosition(ctx, migration, "forward-cdc", pos, time.Now().Add(-2*time.Second), 42))
-	require.NoError(t, f.cat.ReportLag(ctx, migration, "cdc-forward", 1500*time.Millisecond))
-	_, _, err = f.cat.StartCDCStream(ctx, migration, "reverse-cdc", "mongo change stream app.users_v2", nil)
-	require.NoError(t, err)
-	require.NoError(t, f.cat.SetCDCState(ctx, migration, "reverse-cdc", catalog.CDCHistoryLost, "the oplog no longer holds the resume token; resync with tandem cdc resync"))
-	require.NoError(t, f.cat.AddDeadLetter(ctx, catalog.DeadLetter{
-		Migration: migration, KeyString: `"u007"`, Key: "u007", Direction: catalog.DirectionForward,
-		Step: "forward[0] rename", Reason: "profile is not a document", SpecVersion: "v1", Attempts: 3,
-	}))
-	sum, _ := verify.Run(ctx, verify.Config{
-		Migration: migration, Old: s.cfg.Old, New: s.cfg.New, Forward: s.cfg.Spec.Forward, Catalog: f.cat,
-		Partitions: 2, Batch: 20, Concurrency: 2,
-	})
-	require.Empty(t, sum.Aborted)
+	sc := admintest.Seed(t, client, f.cat, migration, fmt.Sprintf("tandem_admin_scene_%d", dbSeq.Add(1)), 60, 3)
+	s := &scene{fixture: f, cfg: sc.Backfill}
 	cfg.Flags, cfg.BackfillCatalog = f.mgr, f.cat
 	if cfg.Token == "" {
 		cfg.Token = token

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -12,15 +10,11 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"github.com/tandemdb/tandem/adapters"
 	"github.com/tandemdb/tandem/admin"
-	"github.com/tandemdb/tandem/backfill"
+	"github.com/tandemdb/tandem/admin/admintest"
 	"github.com/tandemdb/tandem/catalog"
 	"github.com/tandemdb/tandem/flags"
-	"github.com/tandemdb/tandem/transform"
-	"github.com/tandemdb/tandem/verify"
 )
 
 // statusQuiet is a second migration with nothing in any section: each says so in one line.
@@ -45,50 +39,7 @@ func startStatusScene(t *testing.T) *adminAPI {
 	_, err = a.mgr.Advance(ctx, m, flags.PhaseShadow, "test:ada", "start shadowing")
 	require.NoError(t, err)
 
-	db := a.client.Database("status_scene")
-	src := db.Collection("users")
-	docs := make([]any, statusDocs)
-	for i := range docs {
-		docs[i] = bson.D{{Key: "_id", Value: fmt.Sprintf("u%03d", i)}, {Key: "name", Value: fmt.Sprintf("user %d", i)}}
-	}
-	_, err = src.InsertMany(ctx, docs)
-	require.NoError(t, err)
-	spec, err := transform.Parse("spec.yaml", []byte(`name: users-v2
-source: {mongodb: {uri: "mongodb://h/", database: status_scene, collection: users}}
-target: {mongodb: {uri: "mongodb://h/", database: status_scene, collection: users_v2}}
-forward:
-  - rename: {from: name, to: profile.name}
-`))
-	require.NoError(t, err)
-	cfg := backfill.Config{
-		Migration: m, Spec: spec, Catalog: a.cat,
-		Old: adapters.NewMongoStore(src), New: adapters.NewMongoStore(db.Collection("users_v2")),
-		Reconverge: func(context.Context, adapters.Key) error { return nil },
-		Workers:    1, Partitions: 8, Batch: 50, Chunk: 25, Poll: 50 * time.Millisecond,
-		Log: slog.New(slog.DiscardHandler),
-	}
-	_, err = backfill.Prepare(ctx, cfg)
-	require.NoError(t, err)
-
-	_, _, err = a.cat.StartCDCStream(ctx, m, "forward-cdc", "mongo change stream status_scene.users", nil)
-	require.NoError(t, err)
-	pos, err := bson.Marshal(bson.D{{Key: "t", Value: 1}})
-	require.NoError(t, err)
-	require.NoError(t, a.cat.SaveCDCPosition(ctx, m, "forward-cdc", pos, time.Now().Add(-2*time.Second), 42))
-	require.NoError(t, a.cat.ReportLag(ctx, m, "cdc-forward", 1500*time.Millisecond))
-	_, _, err = a.cat.StartCDCStream(ctx, m, "reverse-cdc", "mongo change stream status_scene.users_v2", nil)
-	require.NoError(t, err)
-	require.NoError(t, a.cat.SetCDCState(ctx, m, "reverse-cdc", catalog.CDCHistoryLost,
-		"the oplog no longer holds the resume token; resync with tandem cdc resync"))
-	require.NoError(t, a.cat.AddDeadLetter(ctx, catalog.DeadLetter{
-		Migration: m, KeyString: `"u007"`, Key: "u007", Direction: catalog.DirectionForward,
-		Step: "forward[0] rename", Reason: "profile is not a document", SpecVersion: "v1", Attempts: 3,
-	}))
-	sum, _ := verify.Run(ctx, verify.Config{
-		Migration: m, Old: cfg.Old, New: cfg.New, Forward: spec.Forward, Catalog: a.cat,
-		Partitions: 2, Batch: 20, Concurrency: 2,
-	})
-	require.Empty(t, sum.Aborted)
+	admintest.Seed(t, a.client, a.cat, m, "status_scene", statusDocs, 8)
 	return a
 }
 
