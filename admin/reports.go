@@ -11,8 +11,8 @@ import (
 
 // The report endpoints generate, read and sign a migration's release reports (package
 // report). A report is stored with the document values its mismatches show; the API hands
-// them out only with the token, since reads are otherwise open to anyone who reaches the
-// listener.
+// them out only to a caller who may make changes (the token, or a dashboard session from its
+// own page), even where reads are open to anyone (Config.OpenReads).
 
 // Reports is what the handler needs of a *report.Service.
 type Reports interface {
