@@ -13,46 +13,21 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"github.com/tandemdb/tandem/adapters"
 	"github.com/tandemdb/tandem/admin"
+	"github.com/tandemdb/tandem/admin/admintest"
 	"github.com/tandemdb/tandem/backfill"
 	"github.com/tandemdb/tandem/catalog"
 	"github.com/tandemdb/tandem/flags"
-	"github.com/tandemdb/tandem/transform"
 )
 
 // backfillConfig is a backfill of the fixture's migration over n documents in a database of the
 // test's own, small enough for FerretDB under the race detector.
 func (f *fixture) backfillConfig(t *testing.T, n int) backfill.Config {
 	t.Helper()
-	ctx := context.Background()
-	db := fmt.Sprintf("tandem_admin_bf_%d", dbSeq.Add(1))
-	t.Cleanup(func() { _ = client.Database(db).Drop(context.Background()) })
-	src := client.Database(db).Collection("users")
-	docs := make([]any, n)
-	for i := range docs {
-		docs[i] = bson.D{{Key: "_id", Value: fmt.Sprintf("u%03d", i)}, {Key: "name", Value: fmt.Sprintf("user %d", i)}}
-	}
-	_, err := src.InsertMany(ctx, docs)
-	require.NoError(t, err)
-	spec, err := transform.Parse("spec.yaml", []byte(fmt.Sprintf(`name: %s
-source: {mongodb: {uri: "mongodb://h/", database: %s, collection: users}}
-target: {mongodb: {uri: "mongodb://h/", database: %s, collection: users_v2}}
-forward:
-  - rename: {from: name, to: profile.name}
-`, migration, db, db)))
-	require.NoError(t, err)
-	return backfill.Config{
-		Migration: migration, Spec: spec, Catalog: f.cat,
-		Old: adapters.NewMongoStore(src), New: adapters.NewMongoStore(client.Database(db).Collection("users_v2")),
-		// Nothing writes to the source while these tests copy, so no key is converged again.
-		Reconverge: func(context.Context, adapters.Key) error { return nil },
-		// The default lease (30s): renewals then have 10s to land on a busy FerretDB.
-		Workers: 2, Partitions: 3, Batch: 50, Chunk: 25, Poll: 50 * time.Millisecond,
-		Log: testLog(),
-	}
+	cfg := admintest.Backfill(t, client, f.cat, migration, fmt.Sprintf("tandem_admin_bf_%d", dbSeq.Add(1)), n, 3)
+	cfg.Log = testLog()
+	return cfg
 }
 
 // testLog is the backfill's logger: to stderr with TANDEM_TEST_LOG set, else discarded.

@@ -37,30 +37,8 @@ type Scene struct {
 func Seed(t testing.TB, client *mongo.Client, cat *catalog.Catalog, migration, db string, docs, partitions int) Scene {
 	t.Helper()
 	ctx := context.Background()
-	t.Cleanup(func() { _ = client.Database(db).Drop(context.Background()) })
-	src := client.Database(db).Collection("users")
-	batch := make([]any, docs)
-	for i := range batch {
-		batch[i] = bson.D{{Key: "_id", Value: fmt.Sprintf("u%03d", i)}, {Key: "name", Value: fmt.Sprintf("user %d", i)}}
-	}
-	_, err := src.InsertMany(ctx, batch)
-	require.NoError(t, err)
-	spec, err := transform.Parse("spec.yaml", []byte(fmt.Sprintf(`name: %s
-source: {mongodb: {uri: "mongodb://h/", database: %s, collection: users}}
-target: {mongodb: {uri: "mongodb://h/", database: %s, collection: users_v2}}
-forward:
-  - rename: {from: name, to: profile.name}
-`, migration, db, db)))
-	require.NoError(t, err)
-	cfg := backfill.Config{
-		Migration: migration, Spec: spec, Catalog: cat,
-		Old: adapters.NewMongoStore(src), New: adapters.NewMongoStore(client.Database(db).Collection("users_v2")),
-		// Nothing copies in the scene, so no key is converged again.
-		Reconverge: func(context.Context, adapters.Key) error { return nil },
-		Workers:    2, Partitions: partitions, Batch: 50, Chunk: 25, Poll: 50 * time.Millisecond,
-		Log: slog.New(slog.DiscardHandler),
-	}
-	_, err = backfill.Prepare(ctx, cfg)
+	cfg := Backfill(t, client, cat, migration, db, docs, partitions)
+	_, err := backfill.Prepare(ctx, cfg)
 	require.NoError(t, err)
 
 	_, _, err = cat.StartCDCStream(ctx, migration, "forward-cdc", "mongo change stream "+db+".users", nil)
@@ -78,9 +56,41 @@ forward:
 		Step: "forward[0] rename", Reason: "profile is not a document", SpecVersion: "v1", Attempts: 3,
 	}))
 	sum, _ := verify.Run(ctx, verify.Config{
-		Migration: migration, Old: cfg.Old, New: cfg.New, Forward: spec.Forward, Catalog: cat,
+		Migration: migration, Old: cfg.Old, New: cfg.New, Forward: cfg.Spec.Forward, Catalog: cat,
 		Partitions: 2, Batch: 20, Concurrency: 2,
 	})
 	require.Empty(t, sum.Aborted)
 	return Scene{Backfill: cfg}
+}
+
+// Backfill is a backfill of migration over docs documents it inserts into database db's users
+// collection ("u000", … with a name), renaming name to profile.name into users_v2, in the given
+// partitions; it plans and copies nothing. The database is dropped when the test ends.
+func Backfill(t testing.TB, client *mongo.Client, cat *catalog.Catalog, migration, db string, docs, partitions int) backfill.Config {
+	t.Helper()
+	ctx := context.Background()
+	t.Cleanup(func() { _ = client.Database(db).Drop(context.Background()) })
+	src := client.Database(db).Collection("users")
+	batch := make([]any, docs)
+	for i := range batch {
+		batch[i] = bson.D{{Key: "_id", Value: fmt.Sprintf("u%03d", i)}, {Key: "name", Value: fmt.Sprintf("user %d", i)}}
+	}
+	_, err := src.InsertMany(ctx, batch)
+	require.NoError(t, err)
+	spec, err := transform.Parse("spec.yaml", []byte(fmt.Sprintf(`name: %s
+source: {mongodb: {uri: "mongodb://h/", database: %s, collection: users}}
+target: {mongodb: {uri: "mongodb://h/", database: %s, collection: users_v2}}
+forward:
+  - rename: {from: name, to: profile.name}
+`, migration, db, db)))
+	require.NoError(t, err)
+	return backfill.Config{
+		Migration: migration, Spec: spec, Catalog: cat,
+		Old: adapters.NewMongoStore(src), New: adapters.NewMongoStore(client.Database(db).Collection("users_v2")),
+		// Nothing writes to the source while the tests copy, so no key is converged again.
+		Reconverge: func(context.Context, adapters.Key) error { return nil },
+		// The default lease (30s): renewals then have 10s to land on a busy FerretDB.
+		Workers: 2, Partitions: partitions, Batch: 50, Chunk: 25, Poll: 50 * time.Millisecond,
+		Log: slog.New(slog.DiscardHandler),
+	}
 }

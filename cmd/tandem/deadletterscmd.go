@@ -52,18 +52,12 @@ func newDeadLettersListCmd() *cobra.Command {
 			if limit < 1 || limit > admin.MaxDeadLetterLimit {
 				return usagef("--limit %d: want a number from 1 to %d", limit, admin.MaxDeadLetterLimit)
 			}
-			c, err := o.client(false)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
-			defer cancel()
-			dls, err := c.DeadLetters(ctx, args[0], direction, limit)
-			if err != nil {
-				return o.apiError(err)
-			}
-			out := cmd.OutOrStdout()
-			return o.print(out, admin.DeadLettersResponse{DeadLetters: dls}, func() { printDeadLetterList(out, args[0], dls, limit) })
+			return adminRead(&o, cmd, func(ctx context.Context, c *admin.Client) (admin.DeadLettersResponse, error) {
+				dls, err := c.DeadLetters(ctx, args[0], direction, limit)
+				return admin.DeadLettersResponse{DeadLetters: dls}, err
+			}, func(out io.Writer, r admin.DeadLettersResponse) {
+				printDeadLetterList(out, args[0], r.DeadLetters, limit)
+			})
 		},
 	}
 	o.addFlags(cmd)

@@ -132,18 +132,9 @@ func newFlagsGetCmd() *cobra.Command {
 		Short: "Print a migration's flags",
 		Args:  exactArgs(1, "MIGRATION"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := o.client(false)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
-			defer cancel()
-			v, err := c.Get(ctx, args[0])
-			if err != nil {
-				return o.apiError(err)
-			}
-			out := cmd.OutOrStdout()
-			return o.print(out, v, func() {
+			return adminRead(&o, cmd, func(ctx context.Context, c *admin.Client) (flags.Values, error) {
+				return c.Get(ctx, args[0])
+			}, func(out io.Writer, v flags.Values) {
 				fmt.Fprintf(out, "%s:\n", args[0])
 				printValues(out, v)
 			})
@@ -200,7 +191,16 @@ func (o *adminOptions) change(cmd *cobra.Command, call func(context.Context, *ad
 // adminChange makes one state-changing admin API call (the token required) and prints what it
 // returns: JSON with --output json, else text.
 func adminChange[T any](o *adminOptions, cmd *cobra.Command, call func(context.Context, *admin.Client) (T, error), text func(io.Writer, T)) error {
-	c, err := o.client(true)
+	return adminCall(o, cmd, true, call, text)
+}
+
+// adminRead is adminChange for a read: the token is sent when there is one.
+func adminRead[T any](o *adminOptions, cmd *cobra.Command, call func(context.Context, *admin.Client) (T, error), text func(io.Writer, T)) error {
+	return adminCall(o, cmd, false, call, text)
+}
+
+func adminCall[T any](o *adminOptions, cmd *cobra.Command, needToken bool, call func(context.Context, *admin.Client) (T, error), text func(io.Writer, T)) error {
+	c, err := o.client(needToken)
 	if err != nil {
 		return err
 	}
@@ -380,18 +380,9 @@ func newHistoryCmd() *cobra.Command {
 			if limit < 0 || limit > admin.MaxHistoryLimit {
 				return usagef("--limit %d: want 0 to %d", limit, admin.MaxHistoryLimit)
 			}
-			c, err := o.client(false)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
-			defer cancel()
-			entries, err := c.History(ctx, args[0], limit)
-			if err != nil {
-				return o.apiError(err)
-			}
-			out := cmd.OutOrStdout()
-			return o.print(out, entries, func() { printHistory(out, args[0], entries) })
+			return adminRead(&o, cmd, func(ctx context.Context, c *admin.Client) ([]admin.HistoryEntry, error) {
+				return c.History(ctx, args[0], limit)
+			}, func(out io.Writer, entries []admin.HistoryEntry) { printHistory(out, args[0], entries) })
 		},
 	}
 	o.addFlags(cmd)
