@@ -265,7 +265,7 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 			return // the session ended (signed out): the reconnect is refused
 		}
 		o, err := h.overview(r.Context(), name)
-		ok := true
+		var ok bool
 		if err != nil {
 			ok = send("problem", ErrorResponse{Error: err.Error(), Code: CodeInternal})
 		} else {
@@ -321,21 +321,13 @@ func (h *handler) overview(ctx context.Context, name string) (Overview, error) {
 }
 
 func (h *handler) backfillOverview(ctx context.Context, o *Overview, note func(string, error)) {
-	p, err := backfill.Status(ctx, h.backfill, o.Migration)
-	if errors.Is(err, backfill.ErrNotStarted) {
-		return
-	}
-	if err != nil {
+	p, parts, err := backfill.StatusAndPartitions(ctx, h.backfill, o.Migration)
+	switch {
+	case errors.Is(err, backfill.ErrNotStarted):
+	case err != nil:
 		note("backfill", err)
-		return
-	}
-	parts, err := backfill.Partitions(ctx, h.backfill, o.Migration)
-	if err != nil {
-		note("backfill", err)
-	}
-	o.Backfill = &BackfillOverview{Progress: p, PartitionList: parts}
-	if o.Backfill.PartitionList == nil {
-		o.Backfill.PartitionList = []backfill.PartitionProgress{}
+	default:
+		o.Backfill = &BackfillOverview{Progress: p, PartitionList: parts}
 	}
 }
 
@@ -474,18 +466,16 @@ func problems(o Overview) []Problem {
 			add("verify", SeverityCritical, RunbookVerifyMismatches, "%d confirmed mismatch(es), over the budget of %d", confirmed, v.MismatchBudget)
 		}
 	}
-	if b := o.Backfill; b != nil && b.State == backfill.StateRunning && len(b.Runners) == 0 && o.At.Sub(b.StartedAt) > problemBackfillIdle {
-		add("backfill", SeverityWarning, RunbookStuckBackfill, "the backfill is not done (%d of %d partitions) and no process is copying it", b.PartitionsDone, b.Partitions)
-	}
-	if b := o.Backfill; b != nil {
+	if b := o.Backfill; b != nil && b.State == backfill.StateRunning && len(b.Runners) == 0 {
 		stalled := 0
 		for _, p := range b.PartitionList {
 			if p.State == backfill.PartitionStalled {
 				stalled++
 			}
 		}
-		if stalled > 0 && len(b.Runners) == 0 && b.State == backfill.StateRunning {
-			add("backfill", SeverityWarning, RunbookStuckBackfill, "%d partition(s) lost their process and wait for another", stalled)
+		if stalled > 0 || o.At.Sub(b.StartedAt) > problemBackfillIdle {
+			add("backfill", SeverityWarning, RunbookStuckBackfill, "the backfill is not done (%d of %d partitions, %d stalled) and no process is copying it",
+				b.PartitionsDone, b.Partitions, stalled)
 		}
 	}
 	if rt := o.Runtime; rt != nil {

@@ -2,7 +2,6 @@ package backfill
 
 import (
 	"context"
-	"fmt"
 	"sort"
 	"time"
 
@@ -43,26 +42,16 @@ type PartitionProgress struct {
 	ETA        time.Duration `json:"eta_ns"`
 }
 
-// Partitions reads every partition of a backfill's plan with its lease and the owners' rates;
-// ErrNotStarted when the migration has no plan.
-func Partitions(ctx context.Context, c *catalog.Catalog, migration string) ([]PartitionProgress, error) {
-	plan, err := c.BackfillPlan(ctx, migration)
+// StatusAndPartitions reads a backfill's progress (Status) and every partition of its plan
+// with its lease and its owner's rate, from one read of the catalog; ErrNotStarted when the
+// migration has no plan.
+func StatusAndPartitions(ctx context.Context, c *catalog.Catalog, migration string) (Progress, []PartitionProgress, error) {
+	st, err := readState(ctx, c, migration, true)
 	if err != nil {
-		return nil, fmt.Errorf("backfill partitions of %s: %w", migration, mapNotFound(err))
+		return Progress{}, nil, err
 	}
-	parts, err := c.BackfillPartitions(ctx, migration, plan.PlanID)
-	if err != nil {
-		return nil, err
-	}
-	leases, err := c.BackfillLeases(ctx, migration, plan.PlanID)
-	if err != nil {
-		return nil, err
-	}
-	runners, err := c.BackfillRunners(ctx, migration)
-	if err != nil {
-		return nil, err
-	}
-	return partitionProgress(parts, leases, runners, time.Now()), nil
+	now := time.Now()
+	return progressOf(migration, st, now), partitionProgress(st.parts, st.leases, st.runners, now), nil
 }
 
 func partitionProgress(parts []catalog.BackfillPartition, leases map[int]catalog.BackfillLease, runners []catalog.BackfillRunner, now time.Time) []PartitionProgress {

@@ -52,24 +52,47 @@ type Progress struct {
 
 // Status reads a backfill's progress; ErrNotStarted when it has no plan.
 func Status(ctx context.Context, c *catalog.Catalog, migration string) (Progress, error) {
-	plan, err := c.BackfillPlan(ctx, migration)
-	if err != nil {
-		return Progress{}, fmt.Errorf("backfill status of %s: %w", migration, mapNotFound(err))
-	}
-	leases, err := c.BackfillLeases(ctx, migration, plan.PlanID)
+	st, err := readState(ctx, c, migration, false)
 	if err != nil {
 		return Progress{}, err
 	}
-	runners, err := c.BackfillRunners(ctx, migration)
-	if err != nil {
-		return Progress{}, err
+	return progressOf(migration, st, time.Now()), nil
+}
+
+// state is what the catalog holds of a backfill: its plan, each partition's newest lease, the
+// processes' reports and, when asked for, the partitions.
+type state struct {
+	plan    catalog.BackfillPlan
+	parts   []catalog.BackfillPartition
+	leases  map[int]catalog.BackfillLease
+	runners []catalog.BackfillRunner
+}
+
+func readState(ctx context.Context, c *catalog.Catalog, migration string, withParts bool) (state, error) {
+	var st state
+	var err error
+	if st.plan, err = c.BackfillPlan(ctx, migration); err != nil {
+		return st, fmt.Errorf("backfill status of %s: %w", migration, mapNotFound(err))
 	}
+	if withParts {
+		if st.parts, err = c.BackfillPartitions(ctx, migration, st.plan.PlanID); err != nil {
+			return st, err
+		}
+	}
+	if st.leases, err = c.BackfillLeases(ctx, migration, st.plan.PlanID); err != nil {
+		return st, err
+	}
+	st.runners, err = c.BackfillRunners(ctx, migration)
+	return st, err
+}
+
+func progressOf(migration string, st state, now time.Time) Progress {
+	plan := st.plan
 	p := Progress{
 		Migration: migration, PlanID: plan.PlanID, StartedAt: plan.CreatedAt, Partitions: plan.Partitions,
 		Estimate: plan.Estimate, Paused: plan.Control.Paused, Rate: plan.Control.Rate, BytesRate: plan.Control.BytesRate,
 	}
-	now := time.Now()
-	for _, l := range leases {
+	for _, l := range st.leases {
 		if l.Done {
 			p.PartitionsDone++
 		} else if now.Before(l.ExpiresAt) {
@@ -81,7 +104,7 @@ func Status(ctx context.Context, c *catalog.Catalog, migration string) (Progress
 		p.Reconverged += l.Reconverged
 		p.Errors += l.Errors
 	}
-	for _, r := range runners {
+	for _, r := range st.runners {
 		if now.Sub(r.UpdatedAt) < staleAfter(DefaultPoll) && r.State != "done" && r.State != "stopped" {
 			p.Runners = append(p.Runners, r)
 			p.DocsPerSec += r.DocsPerSec
@@ -99,7 +122,7 @@ func Status(ctx context.Context, c *catalog.Catalog, migration string) (Progress
 	if left := p.Estimate - p.Copied - p.DeadLettered; p.State != StateDone && left > 0 && p.DocsPerSec > 0 {
 		p.ETA = time.Duration(float64(left) / p.DocsPerSec * float64(time.Second))
 	}
-	return p, nil
+	return p
 }
 
 // Metrics are the backfill's Prometheus collectors, registered by the caller. One Metrics serves
