@@ -86,6 +86,7 @@ func TestDashboardInChromium(t *testing.T) {
 	p.waitText("mismatches", "missing")
 	p.waitText("deadletters", "profile is not a document")
 	p.waitText("audit", "start shadowing")
+	p.waitText("phase-to", flags.PhaseDual) // the next phase, as the server says
 	title, err := chromedp.Run(b.Ctx, chromedp.Title())
 	require.NoError(t, err)
 	assert.Equal(t, "tandem", title)

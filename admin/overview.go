@@ -76,6 +76,9 @@ type (
 		Migration string       `json:"migration"`
 		At        time.Time    `json:"at"`
 		Flags     flags.Values `json:"flags"`
+		// NextPhase is where "move the phase" (POST …/phase) goes from here, "" when nowhere:
+		// from dual the way on is the cutover, which checks the gates.
+		NextPhase string `json:"next_phase,omitempty"`
 		// Gates are the cutover gates as a cutover now would find them.
 		Gates []flags.GateResult `json:"gates"`
 		// Runtime is this process's runner of the migration; nil when it runs elsewhere.
@@ -284,7 +287,7 @@ func (h *handler) overview(ctx context.Context, name string) (Overview, error) {
 	if err != nil {
 		return Overview{}, err
 	}
-	o := Overview{Migration: name, At: time.Now().UTC(), Flags: v, Gates: []flags.GateResult{}, Streams: []StreamOverview{},
+	o := Overview{Migration: name, At: time.Now().UTC(), Flags: v, NextPhase: flags.AdvanceTarget(v.Phase), Gates: []flags.GateResult{}, Streams: []StreamOverview{},
 		Lags: []LagEntry{}, Drift: []catalog.VerifyDriftPoint{}, Mismatches: []catalog.VerifyMismatch{},
 		DeadLetters: DeadLetterOverview{Oldest: []DeadLetterEntry{}}, Audit: []HistoryEntry{}, Problems: []Problem{}}
 	note := func(section string, err error) {

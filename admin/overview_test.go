@@ -66,6 +66,7 @@ func TestOverviewShowsEveryPart(t *testing.T) {
 
 	assert.Empty(t, o.Errors, "every section could be read")
 	assert.Equal(t, flags.PhaseShadow, o.Flags.Phase)
+	assert.Equal(t, flags.PhaseDual, o.NextPhase)
 	require.Len(t, o.Gates, 3, "the three cutover gates")
 	gates := map[string]flags.GateResult{}
 	for _, g := range o.Gates {

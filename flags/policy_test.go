@@ -90,3 +90,15 @@ func TestPolicyForCoversEveryPhase(t *testing.T) {
 		}
 	}
 }
+
+// TestAdvanceTarget: where Advance goes from each phase, which the dashboard and completion
+// offer; from dual the way on is Cutover.
+func TestAdvanceTarget(t *testing.T) {
+	want := map[string]string{
+		flags.PhaseOff: flags.PhaseShadow, flags.PhaseShadow: flags.PhaseDual, flags.PhaseDual: "",
+		flags.PhaseCutover: flags.PhaseFinalized, flags.PhaseFinalized: "", "nonsense": "",
+	}
+	for from, to := range want {
+		assert.Equal(t, to, flags.AdvanceTarget(from), "from %s", from)
+	}
+}

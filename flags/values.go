@@ -30,6 +30,16 @@ func nextPhase(p string) string {
 	return Phases[i+1]
 }
 
+// AdvanceTarget is the phase Advance moves a migration in phase p to: the next one, except that
+// cutover is entered only through Cutover (which checks the gates). "" when there is none: in
+// dual (cut over instead), in finalized, or for an unknown phase.
+func AdvanceTarget(p string) string {
+	if n := nextPhase(p); n != PhaseCutover {
+		return n
+	}
+	return ""
+}
+
 // previousPhase returns the phase before p, "" before off.
 func previousPhase(p string) string {
 	i := phaseIndex(p)

@@ -4,7 +4,6 @@
 // put in the page as text, never as HTML.
 "use strict";
 
-const PHASES = ["off", "shadow", "dual", "cutover", "finalized"];
 const state = { migration: "", overview: null, session: null, source: null };
 
 const $ = (id) => document.getElementById(id);
@@ -202,13 +201,14 @@ function render(o) {
     ["phase", v.phase], ["read_source", v.read_source], ["shadow_read_percent", v.shadow_read_percent + "%"],
     ["write_block", v.write_block ? "on" : "off"], ["revision", v.revision],
   ]);
-  const next = PHASES.slice(PHASES.indexOf(v.phase) + 1, PHASES.indexOf(v.phase) + 2);
+  // The server says where the phase can move (a cutover has its own form, with the gates).
   const sel = $("phase-to");
   if (sel.dataset.for !== v.phase) {
+    const next = o.next_phase ? [o.next_phase] : [];
     sel.replaceChildren(...next.map((p) => { const op = el("option", p); op.value = p; return op; }));
     sel.dataset.for = v.phase;
   }
-  $("phase-form").hidden = next.length === 0;
+  $("phase-form").hidden = !o.next_phase;
 
   // What needs a person.
   $("problems").replaceChildren(...o.problems.map((p) => {

@@ -106,16 +106,19 @@ func (o *adminOptions) completeMigration(next cobra.CompletionFunc) cobra.Comple
 	}
 }
 
-// phaseTargets are the phases "tandem phase" moves to: one step forward, never into cutover
-// (that is "tandem cutover", which checks the gates) and never back to off (a rollback).
+// phaseTargets are the phases "tandem phase" moves to (flags.AdvanceTarget): the next one from
+// current, or every one the command can move to when current is unknown.
 func phaseTargets(current string) []string {
-	var out []string
-	for i, p := range flags.Phases {
-		if p == flags.PhaseOff || p == flags.PhaseCutover {
-			continue
+	if current != "" {
+		if t := flags.AdvanceTarget(current); t != "" {
+			return []string{t}
 		}
-		if current == "" || (i > 0 && flags.Phases[i-1] == current) {
-			out = append(out, p)
+		return nil
+	}
+	var out []string
+	for _, p := range flags.Phases {
+		if t := flags.AdvanceTarget(p); t != "" {
+			out = append(out, t)
 		}
 	}
 	return out
