@@ -80,17 +80,9 @@ func printDeadLetterList(w io.Writer, name string, dls []admin.DeadLetterEntry, 
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "KEY\tDIRECTION\tSTEP\tREASON\tSPEC VERSION\tATTEMPTS\tFIRST SEEN")
 	for _, d := range dls {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", d.Key, d.Direction, d.Step, d.Reason, shortVersion(d.SpecVersion), d.Attempts, d.FirstSeen.UTC().Format("2006-01-02 15:04:05Z"))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", d.Key, d.Direction, d.Step, d.Reason, shortID(d.SpecVersion), d.Attempts, d.FirstSeen.UTC().Format("2006-01-02 15:04:05Z"))
 	}
 	_ = tw.Flush()
-}
-
-// shortVersion shortens a spec version (a hash) for a table.
-func shortVersion(v string) string {
-	if len(v) > 12 {
-		return v[:12]
-	}
-	return v
 }
 
 func newDeadLettersRetryCmd() *cobra.Command {

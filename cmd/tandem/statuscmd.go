@@ -602,7 +602,7 @@ func shortDuration(d time.Duration) string {
 	return fmt.Sprintf("%dd", int(d/(24*time.Hour)))
 }
 
-// shortID is the start of a run's id, enough to tell runs apart on a screen.
+// shortID is the start of an id (a run's, a spec version), enough to tell them apart on a screen.
 func shortID(id string) string {
 	if len(id) > statusRunIDLen {
 		return id[:statusRunIDLen]
