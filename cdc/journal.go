@@ -129,8 +129,8 @@ func NewJournalWorker(cfg JournalWorkerConfig) (*JournalWorker, error) {
 	// sees their first increment. The lag appears with the first report (LagEvery).
 	for _, m := range cfg.Migrations {
 		cfg.Metrics.batchFailures.WithLabelValues(m)
-		for _, r := range []string{"upserted", "unchanged", "deleted", "dead_lettered"} {
-			cfg.Metrics.keys.WithLabelValues(m, r)
+		for _, a := range shadow.Actions {
+			cfg.Metrics.keys.WithLabelValues(m, a.String())
 		}
 	}
 	return &JournalWorker{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, lag: newLagTracker(10 * cfg.LagEvery)}, nil

@@ -63,6 +63,9 @@ const (
 
 var actionNames = [...]string{"unchanged", "upserted", "deleted", "dead_lettered", "echo"}
 
+// Actions lists every Action, for the metrics that count them by name.
+var Actions = []Action{Unchanged, Upserted, Deleted, DeadLettered, Echo}
+
 func (a Action) String() string { return actionNames[a] }
 
 // Result is the outcome of converging one key.

@@ -71,9 +71,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	// The series dashboards and alerts take rates of exist at 0 from the start: a rate over a
 	// series that appears with its first increment misses that increment.
 	for _, dir := range []Direction{Forward, Reverse} {
-		for _, r := range []string{Unchanged.String(), Upserted.String(), Deleted.String(), DeadLettered.String(), "failed"} {
-			m.results.WithLabelValues(dir.String(), r)
+		for _, a := range Actions {
+			m.results.WithLabelValues(dir.String(), a.String())
 		}
+		m.results.WithLabelValues(dir.String(), "failed")
 	}
 	for _, r := range []string{readMatch, readMismatch, readDropped, readError} {
 		m.reads.WithLabelValues(r)
