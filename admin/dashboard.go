@@ -43,7 +43,6 @@ const pageCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-sr
 var assetTypes = map[string]string{
 	".js":  "text/javascript; charset=utf-8",
 	".css": "text/css; charset=utf-8",
-	".svg": "image/svg+xml",
 }
 
 func (h *handler) dashboardRoutes(mux *http.ServeMux) {
