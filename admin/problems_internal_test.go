@@ -77,3 +77,20 @@ func TestProblems(t *testing.T) {
 		})
 	}
 }
+
+// TestThin: a long drift series is cut to n evenly spaced points with the first and the
+// newest; a short one is kept whole.
+func TestThin(t *testing.T) {
+	var ps []catalog.VerifyDriftPoint
+	for i := range 1000 {
+		ps = append(ps, catalog.VerifyDriftPoint{Generation: int64(i)})
+	}
+	got := thin(ps, 240)
+	assert.Len(t, got, 240)
+	assert.Equal(t, int64(0), got[0].Generation)
+	assert.Equal(t, int64(999), got[239].Generation, "the newest point is kept")
+	for i := 1; i < len(got); i++ {
+		assert.Greater(t, got[i].Generation, got[i-1].Generation, "in order, none twice")
+	}
+	assert.Equal(t, ps[:5], thin(ps[:5], 240))
+}
