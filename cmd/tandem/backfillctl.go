@@ -174,6 +174,17 @@ func (o *adminOptions) backfillStatus(ctx context.Context, c *admin.Client, migr
 	return c.BackfillStatus(ctx, migration)
 }
 
+// copiedOf is "copied of ~estimate (percent)", or the copied count alone without an estimate.
+func copiedOf(copied, estimate int64) string {
+	if estimate <= 0 {
+		return strconv.FormatInt(copied, 10)
+	}
+	return fmt.Sprintf("%d of ~%d (%.1f%%)", copied, estimate, 100*float64(copied)/float64(estimate))
+}
+
+// wholeRate is a rate rounded to a whole number.
+func wholeRate(r float64) string { return strconv.FormatFloat(math.Round(r), 'f', -1, 64) }
+
 // printProgress is the one-screen view of a backfill; now dates the runners' reports.
 func printProgress(w io.Writer, c palette, p backfill.Progress, now time.Time) {
 	fmt.Fprintf(w, "backfill of %s: %s\n", p.Migration, c.state(p.State))
@@ -181,13 +192,9 @@ func printProgress(w io.Writer, c palette, p backfill.Progress, now time.Time) {
 	fmt.Fprintf(tw, "  paused\t%s\n", yesNo(p.Paused))
 	fmt.Fprintf(tw, "  limits\t%s, %s\n", formatLimit(p.Rate, "docs/s"), formatLimit(p.BytesRate, "bytes/s"))
 	fmt.Fprintf(tw, "  partitions\t%d/%d done, %d active\n", p.PartitionsDone, p.Partitions, p.PartitionsActive)
-	copied := strconv.FormatInt(p.Copied, 10)
-	if p.Estimate > 0 {
-		copied += fmt.Sprintf(" of ~%d (%.1f%%)", p.Estimate, 100*float64(p.Copied)/float64(p.Estimate))
-	}
-	fmt.Fprintf(tw, "  copied\t%s\n", copied)
+	fmt.Fprintf(tw, "  copied\t%s\n", copiedOf(p.Copied, p.Estimate))
 	fmt.Fprintf(tw, "  bytes\t%s\n", formatBytes(float64(p.Bytes)))
-	fmt.Fprintf(tw, "  speed\t%s docs/s, %s/s\n", strconv.FormatFloat(math.Round(p.DocsPerSec), 'f', -1, 64), formatBytes(p.BytesPerSec))
+	fmt.Fprintf(tw, "  speed\t%s docs/s, %s/s\n", wholeRate(p.DocsPerSec), formatBytes(p.BytesPerSec))
 	eta := "unknown"
 	switch {
 	case p.State == backfill.StateDone:

@@ -257,18 +257,14 @@ func printBackfill(w io.Writer, c palette, b *admin.BackfillOverview) {
 		fmt.Fprintln(w, "backfill: no plan yet")
 		return
 	}
-	copied := strconv.FormatInt(b.Copied, 10)
-	if b.Estimate > 0 {
-		copied += fmt.Sprintf(" of ~%d (%.1f%%)", b.Estimate, percent(b.Copied, b.Estimate))
-	}
 	line := fmt.Sprintf("backfill: %s · partitions %d/%d done, %d active · copied %s", c.state(b.State), b.PartitionsDone,
-		b.Partitions, b.PartitionsActive, copied)
+		b.Partitions, b.PartitionsActive, copiedOf(b.Copied, b.Estimate))
 	if b.State != backfill.StateDone {
 		eta := "ETA unknown"
 		if b.ETA > 0 {
 			eta = "ETA " + shortDuration(b.ETA)
 		}
-		line += fmt.Sprintf(" · %s docs/s · %s", strconv.FormatFloat(math.Round(b.DocsPerSec), 'f', -1, 64), eta)
+		line += fmt.Sprintf(" · %s docs/s · %s", wholeRate(b.DocsPerSec), eta)
 	}
 	fmt.Fprintln(w, line)
 	// The partitions not done, those that lost their process first: they are what to look at.
@@ -296,7 +292,7 @@ func printBackfill(w io.Writer, c palette, b *admin.BackfillOverview) {
 			owner = "-"
 		}
 		fmt.Fprintf(tw, "  partition %d\t%s\t%d of ~%d\t%s docs/s\tETA %s\t%s\n", p.Index, c.state(p.State), p.Copied, p.Estimate,
-			strconv.FormatFloat(math.Round(p.DocsPerSec), 'f', -1, 64), eta, owner)
+			wholeRate(p.DocsPerSec), eta, owner)
 	}
 	_ = tw.Flush()
 }
