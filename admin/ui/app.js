@@ -4,7 +4,7 @@
 // put in the page as text, never as HTML.
 "use strict";
 
-const state = { migration: "", overview: null, session: null, source: null };
+const state = { migration: "", session: null, source: null };
 
 const $ = (id) => document.getElementById(id);
 
@@ -191,7 +191,6 @@ function wireForms() {
 }
 
 function render(o) {
-  state.overview = o;
   $("updated").textContent = when(o.at);
   const v = o.flags;
   const ph = $("phase");
